@@ -1,0 +1,441 @@
+package fhir
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Validator checks resources before they are stored. conformance provides the
+// JSON Schema one.
+type Validator interface {
+	// KnownType reports whether typ is a resource type the server accepts.
+	KnownType(typ string) bool
+	// Validate checks a decoded resource of type typ; it returns an *Error listing
+	// every issue, or nil.
+	Validate(ctx context.Context, typ string, value map[string]any) error
+}
+
+// Service is the one write path and the read path of the domain: every create,
+// update and delete (from REST, bundles, import or PATCH) ends in its methods,
+// which validate, assign ids, versions and meta, and append through the Store.
+type Service struct {
+	Store     Store
+	Validator Validator
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// NewID makes server-assigned ids (default: time-ordered random UUIDs).
+	NewID func() string
+	// RequireIfMatch refuses updates and deletes without If-Match (428).
+	RequireIfMatch bool
+	// OnStoreError is told of every failure of the store (for metrics).
+	OnStoreError func(op string, err error)
+
+	condMu sync.Mutex
+	cond   map[string]*sync.Mutex
+}
+
+// WriteResult is the outcome of a create or update.
+type WriteResult struct {
+	Resource Resource
+	// Created is true when a new resource came into being (201); false for an
+	// update, and for a conditional create that found its match (200).
+	Created bool
+	// Existing is true when a conditional create matched and stored nothing.
+	Existing bool
+}
+
+// maxRetries bounds the automatic retries of a write that lost a race and
+// carried no If-Match.
+const maxRetries = 8
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC().Truncate(time.Millisecond)
+	}
+	return time.Now().UTC().Truncate(time.Millisecond)
+}
+
+func (s *Service) newID() string {
+	if s.NewID != nil {
+		return s.NewID()
+	}
+	return NewUUID()
+}
+
+// NewUUID returns a random, time-ordered UUID (version 7 layout).
+func NewUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint64(b[0:8], ms<<16|uint64(binary.BigEndian.Uint16(b[6:8])&0x0fff)|0x7000)
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (s *Service) storeErr(op string, err error) error {
+	if err == nil || AsError(err) != nil {
+		return err
+	}
+	if s.OnStoreError != nil {
+		s.OnStoreError(op, err)
+	}
+	return Internal(err, "fhir: %s failed in the store", op)
+}
+
+func (s *Service) checkType(typ string) error {
+	if s.Validator != nil && !s.Validator.KnownType(typ) {
+		return NotFound("unknown resource type %q", typ)
+	}
+	if s.Validator == nil && typ == "" {
+		return NotFound("no resource type given")
+	}
+	return nil
+}
+
+// parseBody parses and validates a body meant for type typ.
+func (s *Service) parseBody(ctx context.Context, typ string, body []byte) (*Document, error) {
+	doc, err := ParseDocument(body)
+	if err != nil {
+		return nil, err
+	}
+	if doc.Type != typ {
+		return nil, Invalid("resourceType", "the body's resourceType %q does not match the type %q in the URL", doc.Type, typ)
+	}
+	if doc.ID != "" && !ValidID(doc.ID) {
+		return nil, Invalid(typ+".id", "%q is not a valid id (1 to 64 of A-Z a-z 0-9 - .)", doc.ID)
+	}
+	if s.Validator != nil {
+		if err := s.Validator.Validate(ctx, typ, doc.Value); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+// Create stores a new resource with a server-assigned id. With ifNoneExist (the
+// If-None-Exist criteria) it stores nothing when exactly one resource matches
+// and returns that one, and fails with 412 when several do.
+func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExist string) (WriteResult, error) {
+	if err := s.checkType(typ); err != nil {
+		return WriteResult{}, err
+	}
+	doc, err := s.parseBody(ctx, typ, body)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if ifNoneExist == "" {
+		return s.put(ctx, doc, s.newID(), nil, true)
+	}
+	m, err := ParseCriteria(typ, ifNoneExist)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	unlock := s.lockCriteria(typ, ifNoneExist)
+	defer unlock()
+	found, err := s.find(ctx, m, 2)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	switch len(found) {
+	case 0:
+		return s.put(ctx, doc, s.newID(), nil, true)
+	case 1:
+		return WriteResult{Resource: found[0], Existing: true}, nil
+	default:
+		return WriteResult{}, PreconditionFailed(IssueMultipleMatches, "If-None-Exist %q matched more than one %s", ifNoneExist, typ)
+	}
+}
+
+// lockCriteria serialises conditional writes with the same criteria in this
+// process, so two identical conditional creates cannot both create.
+func (s *Service) lockCriteria(typ, criteria string) func() {
+	key := typ + "?" + criteria
+	s.condMu.Lock()
+	if s.cond == nil {
+		s.cond = make(map[string]*sync.Mutex)
+	}
+	mu, ok := s.cond[key]
+	if !ok {
+		mu = new(sync.Mutex)
+		s.cond[key] = mu
+	}
+	s.condMu.Unlock()
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Update stores a new version of typ/id, creating it when it does not exist
+// (update as create). ifMatch, when not nil, is the version the client expects
+// to replace.
+func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMatch *int64) (WriteResult, error) {
+	if err := s.checkType(typ); err != nil {
+		return WriteResult{}, err
+	}
+	if !ValidID(id) {
+		return WriteResult{}, Invalid("id", "%q is not a valid id (1 to 64 of A-Z a-z 0-9 - .)", id)
+	}
+	doc, err := s.parseBody(ctx, typ, body)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if doc.ID == "" {
+		return WriteResult{}, Invalid(typ+".id", "an update must carry the resource id in the body (expected %q)", id)
+	}
+	if doc.ID != id {
+		return WriteResult{}, Invalid(typ+".id", "the body's id %q does not match the id %q in the URL", doc.ID, id)
+	}
+	return s.put(ctx, doc, id, ifMatch, false)
+}
+
+// ConditionalUpdate updates the one resource matching criteria, or creates it
+// when none does (with the body's id, or a new one); several matches: 412.
+func (s *Service) ConditionalUpdate(ctx context.Context, typ, criteria string, body []byte, ifMatch *int64) (WriteResult, error) {
+	if err := s.checkType(typ); err != nil {
+		return WriteResult{}, err
+	}
+	m, err := ParseCriteria(typ, criteria)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	doc, err := s.parseBody(ctx, typ, body)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	unlock := s.lockCriteria(typ, criteria)
+	defer unlock()
+	found, err := s.find(ctx, m, 2)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	switch len(found) {
+	case 0:
+		id := doc.ID
+		if id == "" {
+			id = s.newID()
+		}
+		return s.put(ctx, doc, id, ifMatch, id != doc.ID)
+	case 1:
+		if doc.ID != "" && doc.ID != found[0].ID {
+			return WriteResult{}, Invalid(typ+".id", "the body's id %q is not the id %q of the resource the criteria matched", doc.ID, found[0].ID)
+		}
+		return s.put(ctx, doc, found[0].ID, ifMatch, false)
+	default:
+		return WriteResult{}, PreconditionFailed(IssueMultipleMatches, "the criteria %q matched more than one %s", criteria, typ)
+	}
+}
+
+// put appends doc as the next version of typ/id. fresh means the id was just
+// made by the server, so the resource cannot exist yet.
+func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *int64, fresh bool) (WriteResult, error) {
+	if s.RequireIfMatch && ifMatch == nil && !fresh {
+		if _, err := s.Store.Read(ctx, doc.Type, id); err == nil {
+			return WriteResult{}, PreconditionRequired("this server requires If-Match on updates of existing resources")
+		}
+	}
+	tokens := ExtractTokens(doc.Value)
+	for attempt := 0; ; attempt++ {
+		var current int64
+		if !fresh {
+			cur, err := s.Store.Read(ctx, doc.Type, id)
+			switch {
+			case err == nil:
+				current = cur.Version
+			case errors.Is(err, ErrNotFound):
+			default:
+				return WriteResult{}, s.storeErr("read", err)
+			}
+		}
+		if ifMatch != nil && *ifMatch != current {
+			if current == 0 {
+				return WriteResult{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s, which does not exist", *ifMatch, doc.Type, id)
+			}
+			return WriteResult{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s but the current version is %d", *ifMatch, doc.Type, id, current)
+		}
+		now := s.now()
+		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate, Tokens: tokens}
+		if current == 0 {
+			w.Op = OpCreate
+		}
+		w.JSON = doc.Encode(id, strconv.FormatInt(w.Version, 10), FormatInstant(now))
+		ch, err := s.Store.Write(ctx, w)
+		if err == nil {
+			return WriteResult{Resource: ch.Resource, Created: current == 0}, nil
+		}
+		if !errors.Is(err, ErrVersionConflict) {
+			return WriteResult{}, s.storeErr("write", err)
+		}
+		if ifMatch != nil {
+			return WriteResult{}, PreconditionFailed(IssueConflict, "%s/%s changed while it was being written (If-Match %d)", doc.Type, id, *ifMatch)
+		}
+		if attempt >= maxRetries {
+			return WriteResult{}, Conflict("%s/%s is being written by others; the update lost %d races, try again", doc.Type, id, attempt+1)
+		}
+	}
+}
+
+// Delete deletes typ/id, keeping its history. Deleting a resource that does not
+// exist or is already deleted succeeds and stores nothing (the spec's
+// idempotent delete); the result's Resource is then zero.
+func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (Resource, error) {
+	if err := s.checkType(typ); err != nil {
+		return Resource{}, err
+	}
+	if !ValidID(id) {
+		return Resource{}, Invalid("id", "%q is not a valid id", id)
+	}
+	if s.RequireIfMatch && ifMatch == nil {
+		return Resource{}, PreconditionRequired("this server requires If-Match on deletes")
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.Read(ctx, typ, id)
+		if errors.Is(err, ErrNotFound) {
+			if ifMatch != nil {
+				return Resource{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s, which does not exist", *ifMatch, typ, id)
+			}
+			return Resource{}, nil
+		}
+		if err != nil {
+			return Resource{}, s.storeErr("read", err)
+		}
+		if ifMatch != nil && *ifMatch != cur.Version {
+			return Resource{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s but the current version is %d", *ifMatch, typ, id, cur.Version)
+		}
+		if cur.Deleted() {
+			return cur, nil
+		}
+		ch, err := s.Store.Write(ctx, Write{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: s.now(), Op: OpDelete})
+		if err == nil {
+			return ch.Resource, nil
+		}
+		if !errors.Is(err, ErrVersionConflict) {
+			return Resource{}, s.storeErr("write", err)
+		}
+		if ifMatch != nil || attempt >= maxRetries {
+			return Resource{}, PreconditionFailed(IssueConflict, "%s/%s changed while it was being deleted", typ, id)
+		}
+	}
+}
+
+// ConditionalDelete deletes the one resource matching criteria. No match
+// succeeds with nothing deleted; several matches fail with 412.
+func (s *Service) ConditionalDelete(ctx context.Context, typ, criteria string) (Resource, error) {
+	if err := s.checkType(typ); err != nil {
+		return Resource{}, err
+	}
+	m, err := ParseCriteria(typ, criteria)
+	if err != nil {
+		return Resource{}, err
+	}
+	unlock := s.lockCriteria(typ, criteria)
+	defer unlock()
+	found, err := s.find(ctx, m, 2)
+	if err != nil {
+		return Resource{}, err
+	}
+	switch len(found) {
+	case 0:
+		return Resource{}, nil
+	case 1:
+		return s.Delete(ctx, typ, found[0].ID, nil)
+	default:
+		return Resource{}, PreconditionFailed(IssueMultipleMatches, "the criteria %q matched more than one %s; conditional delete removes one at most", criteria, typ)
+	}
+}
+
+func (s *Service) find(ctx context.Context, m Match, limit int) ([]Resource, error) {
+	m.Limit = limit
+	found, err := s.Store.Find(ctx, m)
+	if err != nil {
+		return nil, s.storeErr("find", err)
+	}
+	return found, nil
+}
+
+// Read returns the current version of typ/id. A deleted resource is a 410
+// error; the deletion itself is returned alongside it for the headers.
+func (s *Service) Read(ctx context.Context, typ, id string) (Resource, error) {
+	if err := s.checkType(typ); err != nil {
+		return Resource{}, err
+	}
+	if !ValidID(id) {
+		return Resource{}, NotFound("%s/%s is not a valid id, so it does not exist", typ, id)
+	}
+	r, err := s.Store.Read(ctx, typ, id)
+	if errors.Is(err, ErrNotFound) {
+		return Resource{}, NotFound("%s/%s does not exist", typ, id)
+	}
+	if err != nil {
+		return Resource{}, s.storeErr("read", err)
+	}
+	if r.Deleted() {
+		return r, Gone("%s/%s was deleted (version %d)", typ, id, r.Version)
+	}
+	return r, nil
+}
+
+// VRead returns one version of typ/id; a version that is a deletion is 410.
+func (s *Service) VRead(ctx context.Context, typ, id, version string) (Resource, error) {
+	if err := s.checkType(typ); err != nil {
+		return Resource{}, err
+	}
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v < 1 || !ValidID(id) {
+		return Resource{}, NotFound("%s/%s has no version %q", typ, id, version)
+	}
+	r, err := s.Store.VRead(ctx, typ, id, v)
+	if errors.Is(err, ErrNotFound) {
+		return Resource{}, NotFound("%s/%s has no version %d", typ, id, v)
+	}
+	if err != nil {
+		return Resource{}, s.storeErr("vread", err)
+	}
+	if r.Deleted() {
+		return r, Gone("version %d of %s/%s is a deletion", v, typ, id)
+	}
+	return r, nil
+}
+
+// History lists versions (see HistoryQuery). For an instance, a resource that
+// never existed is a 404.
+func (s *Service) History(ctx context.Context, q HistoryQuery) ([]Change, error) {
+	if q.Type != "" {
+		if err := s.checkType(q.Type); err != nil {
+			return nil, err
+		}
+	}
+	if q.ID != "" {
+		if _, err := s.Store.Read(ctx, q.Type, q.ID); errors.Is(err, ErrNotFound) {
+			return nil, NotFound("%s/%s does not exist", q.Type, q.ID)
+		} else if err != nil {
+			return nil, s.storeErr("read", err)
+		}
+	}
+	out, err := s.Store.History(ctx, q)
+	if err != nil {
+		return nil, s.storeErr("history", err)
+	}
+	return out, nil
+}
+
+// ParseIfMatch parses an ETag value W/"n" (or "n", or n) into a version.
+func ParseIfMatch(v string) (int64, error) {
+	s := v
+	if len(s) > 2 && (s[:2] == "W/" || s[:2] == "w/") {
+		s = s[2:]
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0, Invalid("If-Match", "If-Match %q is not a version ETag like W/\"3\"", v)
+	}
+	return n, nil
+}
