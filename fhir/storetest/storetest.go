@@ -318,14 +318,18 @@ func testChanges(t *testing.T, s fhir.Store) {
 
 func testFind(t *testing.T, s fhir.Store) {
 	ctx := context.Background()
-	mrn := func(code string) fhir.Token { return fhir.Token{Param: "identifier", System: "http://hospital/mrn", Code: code} }
+	mrn := func(code string) fhir.Token {
+		return fhir.Token{Param: "identifier", System: "http://hospital/mrn", Code: code}
+	}
 	write(t, s, "Patient", "a", 1, fhir.OpCreate, 0, mrn("1"), fhir.Token{Param: "identifier", System: "http://ssn", Code: "111"})
 	write(t, s, "Patient", "b", 1, fhir.OpCreate, 10, mrn("2"))
 	write(t, s, "Patient", "c", 1, fhir.OpCreate, 20, mrn("3"))
 	write(t, s, "Patient", "c", 2, fhir.OpUpdate, 30, mrn("33")) // old token must not match any more
 	write(t, s, "Patient", "d", 1, fhir.OpCreate, 40, fhir.Token{Param: "identifier", Code: "nosys"})
 	write(t, s, "Observation", "a", 1, fhir.OpCreate, 0, mrn("1"))
-	tok := func(vals ...fhir.TokenValue) fhir.TokenMatch { return fhir.TokenMatch{Param: "identifier", Values: vals} }
+	tok := func(vals ...fhir.TokenValue) fhir.TokenMatch {
+		return fhir.TokenMatch{Param: "identifier", Values: vals}
+	}
 	tests := []struct {
 		name string
 		m    fhir.Match

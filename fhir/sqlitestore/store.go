@@ -1,0 +1,514 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fhirhub/fhirhub/fhir"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+var (
+	_ fhir.Store   = (*Store)(nil)
+	_ fhir.Counter = (*Store)(nil)
+)
+
+// Store is the SQLite engine. Set the fields, then Open.
+type Store struct {
+	// Dir is the data directory; the database is Dir/fhir.db.
+	Dir string
+	// Synchronous is SQLite's synchronous setting: "FULL" (default) or "NORMAL".
+	Synchronous string
+	// MaxBatch bounds how many writes one commit groups (default 256).
+	MaxBatch int
+	// ReadConns is the size of the read pool (default 8).
+	ReadConns int
+
+	wdb, rdb *sql.DB
+	reqs     chan *writeReq
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	closeMu  sync.RWMutex
+	closed   bool
+}
+
+// New returns a store in dir with defaults; call Open.
+func New(dir string) *Store { return &Store{Dir: dir} }
+
+type writeReq struct {
+	ctx  context.Context
+	w    fhir.Write
+	res  fhir.Change
+	err  error
+	done chan struct{}
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS versions (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	type    TEXT    NOT NULL,
+	id      TEXT    NOT NULL,
+	version INTEGER NOT NULL,
+	op      TEXT    NOT NULL,
+	ts      INTEGER NOT NULL,
+	json    BLOB,
+	UNIQUE (type, id, version)
+);
+CREATE INDEX IF NOT EXISTS versions_type_seq ON versions (type, seq);
+CREATE INDEX IF NOT EXISTS versions_ts ON versions (ts);
+CREATE TABLE IF NOT EXISTS current (
+	type    TEXT    NOT NULL,
+	id      TEXT    NOT NULL,
+	version INTEGER NOT NULL,
+	seq     INTEGER NOT NULL,
+	deleted INTEGER NOT NULL,
+	ts      INTEGER NOT NULL,
+	PRIMARY KEY (type, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS current_type_ts ON current (type, ts);
+CREATE TABLE IF NOT EXISTS tokens (
+	type   TEXT NOT NULL,
+	id     TEXT NOT NULL,
+	param  TEXT NOT NULL,
+	system TEXT NOT NULL,
+	code   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_code ON tokens (type, param, code, system);
+CREATE INDEX IF NOT EXISTS tokens_system ON tokens (type, param, system);
+CREATE INDEX IF NOT EXISTS tokens_res ON tokens (type, id);
+`
+
+func (s *Store) dsn(readOnly bool) string {
+	sync := s.Synchronous
+	if sync == "" {
+		sync = "FULL"
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", "foreign_keys(OFF)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + filepath.Join(s.Dir, "fhir.db") + "?" + q.Encode()
+}
+
+// Open creates the directory and schema and starts the writer.
+func (s *Store) Open(ctx context.Context) error {
+	switch strings.ToUpper(s.Synchronous) {
+	case "", "FULL", "NORMAL":
+	default:
+		return fmt.Errorf("sqlitestore: synchronous must be FULL or NORMAL, not %q", s.Synchronous)
+	}
+	if s.MaxBatch <= 0 {
+		s.MaxBatch = 256
+	}
+	if s.ReadConns <= 0 {
+		s.ReadConns = 8
+	}
+	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+		return fmt.Errorf("sqlitestore: create data directory: %w", err)
+	}
+	wdb, err := sql.Open("sqlite", s.dsn(false))
+	if err != nil {
+		return fmt.Errorf("sqlitestore: open: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxLifetime(0)
+	if _, err := wdb.ExecContext(ctx, schema); err != nil {
+		wdb.Close()
+		return fmt.Errorf("sqlitestore: create schema in %s: %w", s.Dir, err)
+	}
+	rdb, err := sql.Open("sqlite", s.dsn(true))
+	if err != nil {
+		wdb.Close()
+		return fmt.Errorf("sqlitestore: open read pool: %w", err)
+	}
+	rdb.SetMaxOpenConns(s.ReadConns)
+	rdb.SetMaxIdleConns(s.ReadConns)
+	if err := rdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return fmt.Errorf("sqlitestore: open read pool: %w", err)
+	}
+	s.wdb, s.rdb = wdb, rdb
+	s.reqs = make(chan *writeReq, s.MaxBatch)
+	s.quit = make(chan struct{})
+	s.wg.Add(1)
+	go s.writer()
+	return nil
+}
+
+// Close stops the writer after the writes in flight and closes the database.
+func (s *Store) Close(ctx context.Context) error {
+	s.closeMu.Lock()
+	if s.closed || s.wdb == nil {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
+	close(s.quit)
+	s.wg.Wait()
+	err1 := s.rdb.Close()
+	// Fold the WAL back so the directory holds one file when the server is down.
+	_, _ = s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	err2 := s.wdb.Close()
+	return errors.Join(err1, err2)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
+		return fmt.Errorf("sqlitestore: ping: %w", err)
+	}
+	return nil
+}
+
+// Write queues the write for the writer and waits for its commit.
+func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
+	if w.Version < 1 {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: write %s/%s version %d: %w", w.Type, w.ID, w.Version, fhir.ErrVersionConflict)
+	}
+	req := &writeReq{ctx: ctx, w: w, done: make(chan struct{})}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return fhir.Change{}, errors.New("sqlitestore: write after close")
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return fhir.Change{}, ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once queued the write is committed or failed by the writer; wait for it
+	// even if ctx ends, so the caller never reports a failure for a commit.
+	<-req.done
+	return req.res, req.err
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	batch := make([]*writeReq, 0, s.MaxBatch)
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.reqs:
+		case <-s.quit:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commit([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit applies a batch in one transaction, each write in its own savepoint.
+func (s *Store) commit(batch []*writeReq) {
+	ctx := context.Background()
+	finish := func(err error) {
+		for _, r := range batch {
+			if err != nil && r.err == nil {
+				r.err = err
+				r.res = fhir.Change{}
+			}
+			close(r.done)
+		}
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		finish(fmt.Errorf("sqlitestore: begin: %w", err))
+		return
+	}
+	applied := 0
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.err = r.ctx.Err()
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			_ = tx.Rollback()
+			finish(fmt.Errorf("sqlitestore: savepoint: %w", err))
+			return
+		}
+		r.res, r.err = apply(ctx, tx, r.w)
+		if r.err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				_ = tx.Rollback()
+				finish(fmt.Errorf("sqlitestore: rollback to savepoint: %w", err))
+				return
+			}
+		} else {
+			applied++
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			_ = tx.Rollback()
+			finish(fmt.Errorf("sqlitestore: release savepoint: %w", err))
+			return
+		}
+	}
+	if applied == 0 {
+		_ = tx.Rollback()
+		finish(nil)
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		finish(fmt.Errorf("sqlitestore: commit: %w", err))
+		return
+	}
+	finish(nil)
+}
+
+func apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Change, error) {
+	var cur int64
+	err := tx.QueryRowContext(ctx, "SELECT version FROM current WHERE type = ? AND id = ?", w.Type, w.ID).Scan(&cur)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: read version of %s/%s: %w", w.Type, w.ID, err)
+	}
+	if cur != w.Version-1 {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: write %s/%s version %d over version %d: %w", w.Type, w.ID, w.Version, cur, fhir.ErrVersionConflict)
+	}
+	ts := w.LastUpdated.UnixNano()
+	var js any
+	if w.JSON != nil {
+		js = w.JSON
+	}
+	res, err := tx.ExecContext(ctx, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)",
+		w.Type, w.ID, w.Version, string(w.Op), ts, js)
+	if err != nil {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: insert %s/%s/%d: %w", w.Type, w.ID, w.Version, err)
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: insert %s/%s/%d: %w", w.Type, w.ID, w.Version, err)
+	}
+	deleted := 0
+	if w.Op == fhir.OpDelete {
+		deleted = 1
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO current (type, id, version, seq, deleted, ts) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, ts = excluded.ts`,
+		w.Type, w.ID, w.Version, seq, deleted, ts); err != nil {
+		return fhir.Change{}, fmt.Errorf("sqlitestore: update current %s/%s: %w", w.Type, w.ID, err)
+	}
+	if cur > 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE type = ? AND id = ?", w.Type, w.ID); err != nil {
+			return fhir.Change{}, fmt.Errorf("sqlitestore: drop tokens of %s/%s: %w", w.Type, w.ID, err)
+		}
+	}
+	for _, t := range w.Tokens {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO tokens (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)",
+			w.Type, w.ID, t.Param, t.System, t.Code); err != nil {
+			return fhir.Change{}, fmt.Errorf("sqlitestore: index %s/%s: %w", w.Type, w.ID, err)
+		}
+	}
+	return fhir.Change{Seq: seq, Resource: fhir.Resource{Type: w.Type, ID: w.ID, Version: w.Version, LastUpdated: time.Unix(0, ts).UTC(), Op: w.Op, JSON: w.JSON}}, nil
+}
+
+const versionCols = "seq, type, id, version, op, ts, json"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanChange(sc scanner) (fhir.Change, error) {
+	var c fhir.Change
+	var op string
+	var ts int64
+	var js []byte
+	if err := sc.Scan(&c.Seq, &c.Type, &c.ID, &c.Version, &op, &ts, &js); err != nil {
+		return c, err
+	}
+	c.Op = fhir.Op(op)
+	c.LastUpdated = time.Unix(0, ts).UTC()
+	c.JSON = js
+	return c, nil
+}
+
+// Read returns the current version of typ/id.
+func (s *Store) Read(ctx context.Context, typ, id string) (fhir.Resource, error) {
+	row := s.rdb.QueryRowContext(ctx, "SELECT "+versionCols+" FROM versions WHERE seq = (SELECT seq FROM current WHERE type = ? AND id = ?)", typ, id)
+	c, err := scanChange(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fhir.Resource{}, fhir.ErrNotFound
+	}
+	if err != nil {
+		return fhir.Resource{}, fmt.Errorf("sqlitestore: read %s/%s: %w", typ, id, err)
+	}
+	return c.Resource, nil
+}
+
+// VRead returns one version of typ/id.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (fhir.Resource, error) {
+	row := s.rdb.QueryRowContext(ctx, "SELECT "+versionCols+" FROM versions WHERE type = ? AND id = ? AND version = ?", typ, id, version)
+	c, err := scanChange(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fhir.Resource{}, fhir.ErrNotFound
+	}
+	if err != nil {
+		return fhir.Resource{}, fmt.Errorf("sqlitestore: vread %s/%s/%d: %w", typ, id, version, err)
+	}
+	return c.Resource, nil
+}
+
+func (s *Store) queryChanges(ctx context.Context, what, q string, args ...any) ([]fhir.Change, error) {
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []fhir.Change
+	for rows.Next() {
+		c, err := scanChange(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: %s: %w", what, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// History lists versions newest first.
+func (s *Store) History(ctx context.Context, q fhir.HistoryQuery) ([]fhir.Change, error) {
+	var where []string
+	var args []any
+	if q.Type != "" {
+		where = append(where, "v.type = ?")
+		args = append(args, q.Type)
+	}
+	if q.ID != "" {
+		where = append(where, "v.id = ?")
+		args = append(args, q.ID)
+	}
+	if q.Before > 0 {
+		where = append(where, "v.seq < ?")
+		args = append(args, q.Before)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "v.ts >= ?")
+		args = append(args, q.Since.UnixNano())
+	}
+	if !q.AtEnd.IsZero() {
+		where = append(where, "v.ts <= ?", "NOT EXISTS (SELECT 1 FROM versions n WHERE n.type = v.type AND n.id = v.id AND n.version = v.version + 1 AND n.ts <= ?)")
+		args = append(args, q.AtEnd.UnixNano(), q.AtStart.UnixNano())
+	}
+	count := q.Count
+	if count <= 0 {
+		count = 100
+	}
+	sqlq := "SELECT v.seq, v.type, v.id, v.version, v.op, v.ts, v.json FROM versions v"
+	if len(where) > 0 {
+		sqlq += " WHERE " + strings.Join(where, " AND ")
+	}
+	sqlq += " ORDER BY v.seq DESC LIMIT ?"
+	args = append(args, count)
+	return s.queryChanges(ctx, "history", sqlq, args...)
+}
+
+// Changes lists committed changes after a feed position, oldest first.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fhir.Change, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.queryChanges(ctx, "changes", "SELECT "+versionCols+" FROM versions WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+}
+
+// Find lists current resources matching m.
+func (s *Store) Find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error) {
+	where := []string{"c.type = ?", "c.deleted = 0"}
+	args := []any{m.Type}
+	if len(m.IDs) > 0 {
+		where = append(where, "c.id IN ("+placeholders(len(m.IDs))+")")
+		for _, id := range m.IDs {
+			args = append(args, id)
+		}
+	}
+	for _, b := range m.LastUpdated {
+		op, ok := map[string]string{"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[b.Op]
+		if !ok {
+			return nil, fmt.Errorf("sqlitestore: find: unknown date comparison %q", b.Op)
+		}
+		where = append(where, "c.ts "+op+" ?")
+		args = append(args, b.Time.UnixNano())
+	}
+	for _, tm := range m.Tokens {
+		var ors []string
+		targs := []any{tm.Param}
+		for _, v := range tm.Values {
+			switch {
+			case v.AnySystem:
+				ors = append(ors, "t.code = ?")
+				targs = append(targs, v.Code)
+			case v.Code == "":
+				ors = append(ors, "t.system = ?")
+				targs = append(targs, v.System)
+			default:
+				ors = append(ors, "(t.system = ? AND t.code = ?)")
+				targs = append(targs, v.System, v.Code)
+			}
+		}
+		if len(ors) == 0 {
+			where = append(where, "0")
+			continue
+		}
+		where = append(where, "EXISTS (SELECT 1 FROM tokens t WHERE t.type = c.type AND t.id = c.id AND t.param = ? AND ("+strings.Join(ors, " OR ")+"))")
+		args = append(args, targs...)
+	}
+	q := "SELECT v.seq, v.type, v.id, v.version, v.op, v.ts, v.json FROM current c JOIN versions v ON v.seq = c.seq WHERE " + strings.Join(where, " AND ") + " ORDER BY c.id"
+	if m.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", m.Limit)
+	}
+	chs, err := s.queryChanges(ctx, "find", q, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fhir.Resource, len(chs))
+	for i, c := range chs {
+		out[i] = c.Resource
+	}
+	return out, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// Count returns how many current, not deleted resources of typ there are.
+func (s *Store) Count(ctx context.Context, typ string) (int64, error) {
+	var n int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM current WHERE type = ? AND deleted = 0", typ).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlitestore: count %s: %w", typ, err)
+	}
+	return n, nil
+}
