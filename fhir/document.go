@@ -214,3 +214,45 @@ func isPlainASCII(s string) bool {
 	}
 	return true
 }
+
+// EncodeValue writes a decoded resource as compact JSON with resourceType, id
+// and meta first and the other members in name order.
+func EncodeValue(v map[string]any) []byte {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	first := true
+	emit := func(k string) {
+		val, ok := v[k]
+		if !ok {
+			return
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		writeJSONString(&buf, k)
+		buf.WriteByte(':')
+		var vb bytes.Buffer
+		enc := json.NewEncoder(&vb)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(val)
+		buf.Write(bytes.TrimRight(vb.Bytes(), "\n"))
+	}
+	emit("resourceType")
+	emit("id")
+	emit("meta")
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		switch k {
+		case "resourceType", "id", "meta":
+		default:
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		emit(k)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}

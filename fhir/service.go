@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/fnv"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -38,6 +40,34 @@ type Service struct {
 
 	condMu sync.Mutex
 	cond   map[string]*sync.Mutex
+	// stripes serialise writers of one resource in this process, so they do
+	// not burn their retries on each other; the store's version check still
+	// guards against other processes.
+	stripes [256]sync.Mutex
+}
+
+func (s *Service) lockResource(typ, id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(typ))
+	h.Write([]byte{'/'})
+	h.Write([]byte(id))
+	mu := &s.stripes[h.Sum32()%uint32(len(s.stripes))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// backoff waits a little, more after each lost race, with jitter.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1<<min(attempt, 6)) * time.Millisecond
+	d = d/2 + time.Duration(mrand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // WriteResult is the outcome of a create or update.
@@ -240,13 +270,20 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 		}
 	}
 	tokens := ExtractTokens(doc.Value)
+	defer s.lockResource(doc.Type, id)()
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return WriteResult{}, err
+			}
+		}
 		var current int64
+		deleted := false
 		if !fresh {
 			cur, err := s.Store.Read(ctx, doc.Type, id)
 			switch {
 			case err == nil:
-				current = cur.Version
+				current, deleted = cur.Version, cur.Deleted()
 			case errors.Is(err, ErrNotFound):
 			default:
 				return WriteResult{}, s.storeErr("read", err)
@@ -260,13 +297,13 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 		}
 		now := s.now()
 		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate, Tokens: tokens}
-		if current == 0 {
+		if current == 0 || deleted {
 			w.Op = OpCreate
 		}
 		w.JSON = doc.Encode(id, strconv.FormatInt(w.Version, 10), FormatInstant(now))
 		ch, err := s.Store.Write(ctx, w)
 		if err == nil {
-			return WriteResult{Resource: ch.Resource, Created: current == 0}, nil
+			return WriteResult{Resource: ch.Resource, Created: current == 0 || deleted}, nil
 		}
 		if !errors.Is(err, ErrVersionConflict) {
 			return WriteResult{}, s.storeErr("write", err)
@@ -293,7 +330,13 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (R
 	if s.RequireIfMatch && ifMatch == nil {
 		return Resource{}, PreconditionRequired("this server requires If-Match on deletes")
 	}
+	defer s.lockResource(typ, id)()
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Resource{}, err
+			}
+		}
 		cur, err := s.Store.Read(ctx, typ, id)
 		if errors.Is(err, ErrNotFound) {
 			if ifMatch != nil {
