@@ -1,0 +1,272 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/labstack/echo/v4"
+)
+
+// Subsetter applies _summary and _elements to a decoded resource
+// (conformance provides it from the StructureDefinitions).
+type Subsetter interface {
+	Summarize(typ string, res map[string]any, mode string) (map[string]any, error)
+	SelectElements(typ string, res map[string]any, elements []string) (map[string]any, error)
+}
+
+func (s *Server) read(c echo.Context) error {
+	setInteraction(c, "read")
+	r, err := s.Service.Read(c.Request().Context(), c.Param("type"), c.Param("id"))
+	if err != nil {
+		if r.Deleted() {
+			c.Response().Header().Set("ETag", etag(r.Version))
+		}
+		return err
+	}
+	if notModified(c.Request(), r) {
+		h := c.Response().Header()
+		h.Set("ETag", etag(r.Version))
+		h.Set("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+		return c.NoContent(http.StatusNotModified)
+	}
+	return s.renderResource(c, http.StatusOK, r)
+}
+
+func (s *Server) vread(c echo.Context) error {
+	setInteraction(c, "vread")
+	r, err := s.Service.VRead(c.Request().Context(), c.Param("type"), c.Param("id"), c.Param("vid"))
+	if err != nil {
+		return err
+	}
+	if notModified(c.Request(), r) {
+		c.Response().Header().Set("ETag", etag(r.Version))
+		return c.NoContent(http.StatusNotModified)
+	}
+	return s.renderResource(c, http.StatusOK, r)
+}
+
+// notModified evaluates If-None-Match, then If-Modified-Since (RFC 9110 order).
+func notModified(r *http.Request, res fhir.Resource) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, tag := range strings.Split(inm, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" {
+				return true
+			}
+			if v, err := fhir.ParseIfMatch(tag); err == nil && v == res.Version {
+				return true
+			}
+		}
+		return false
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		if t, err := http.ParseTime(ims); err == nil {
+			return !res.LastUpdated.Truncate(time.Second).After(t)
+		}
+	}
+	return false
+}
+
+// renderResource writes a resource with its headers, applying _summary and _elements.
+func (s *Server) renderResource(c echo.Context, status int, r fhir.Resource) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(r.Version))
+	h.Set("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+	body, err := s.subset(c, r)
+	if err != nil {
+		return err
+	}
+	return write(c, status, body)
+}
+
+func (s *Server) subset(c echo.Context, r fhir.Resource) ([]byte, error) {
+	q := c.QueryParams()
+	summary, elements := q.Get("_summary"), q.Get("_elements")
+	if summary == "" && elements == "" {
+		return r.JSON, nil
+	}
+	if summary == "count" {
+		return nil, fhir.Invalid("_summary", "_summary=count applies to searches, not to reading one resource")
+	}
+	if s.Subsetter == nil {
+		return nil, fhir.NotSupported(http.StatusBadRequest, "_summary and _elements are not supported by this server")
+	}
+	doc, err := fhir.ParseDocument(r.JSON)
+	if err != nil {
+		return nil, fhir.Internal(err, "rest: stored %s is not valid JSON", r.Ref())
+	}
+	v := doc.Value
+	if summary != "" {
+		if v, err = s.Subsetter.Summarize(r.Type, v, summary); err != nil {
+			return nil, err
+		}
+	}
+	if elements != "" {
+		var names []string
+		for _, e := range strings.Split(elements, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				names = append(names, e)
+			}
+		}
+		if v, err = s.Subsetter.SelectElements(r.Type, v, names); err != nil {
+			return nil, err
+		}
+	}
+	return fhir.EncodeValue(v), nil
+}
+
+// ifMatch reads If-Match as a version; nil when absent.
+func ifMatch(c echo.Context) (*int64, error) {
+	h := c.Request().Header.Get("If-Match")
+	if h == "" {
+		return nil, nil
+	}
+	v, err := fhir.ParseIfMatch(strings.TrimSpace(h))
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func (s *Server) create(c echo.Context) error {
+	setInteraction(c, "create")
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.Service.Create(c.Request().Context(), c.Param("type"), body, c.Request().Header.Get("If-None-Exist"))
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if res.Existing {
+		status = http.StatusOK
+	}
+	return s.respondWrite(c, status, res.Resource, "created")
+}
+
+func (s *Server) update(c echo.Context) error {
+	setInteraction(c, "update")
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	im, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.Service.Update(c.Request().Context(), c.Param("type"), c.Param("id"), body, im)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	return s.respondWrite(c, status, res.Resource, "updated")
+}
+
+// criteria is the query string of a conditional interaction.
+func criteria(c echo.Context) string { return c.Request().URL.RawQuery }
+
+func (s *Server) conditionalUpdate(c echo.Context) error {
+	setInteraction(c, "conditional-update")
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	im, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.Service.ConditionalUpdate(c.Request().Context(), c.Param("type"), criteria(c), body, im)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	return s.respondWrite(c, status, res.Resource, "updated")
+}
+
+// respondWrite answers a create or update: headers, then the body Prefer asks for.
+func (s *Server) respondWrite(c echo.Context, status int, r fhir.Resource, verb string) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(r.Version))
+	h.Set("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+	h.Set("Location", s.base(c)+"/"+r.Type+"/"+r.ID+"/_history/"+r.VersionID())
+	switch preferReturn(c.Request()) {
+	case "minimal":
+		return c.NoContent(status)
+	case "OperationOutcome":
+		return write(c, status, informational(r.Ref()+" "+verb+" (version "+r.VersionID()+")"))
+	}
+	return write(c, status, r.JSON)
+}
+
+func preferReturn(r *http.Request) string {
+	for _, p := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(p, ";") {
+			part = strings.TrimSpace(part)
+			if v, ok := strings.CutPrefix(part, "return="); ok {
+				v = strings.Trim(v, `"`)
+				if strings.EqualFold(v, "operationoutcome") {
+					return "OperationOutcome"
+				}
+				return strings.ToLower(v)
+			}
+		}
+	}
+	return "representation"
+}
+
+func (s *Server) delete(c echo.Context) error {
+	setInteraction(c, "delete")
+	im, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
+	typ, id := c.Param("type"), c.Param("id")
+	r, err := s.Service.Delete(c.Request().Context(), typ, id, im)
+	if err != nil {
+		return err
+	}
+	return s.respondDelete(c, r, typ+"/"+id)
+}
+
+func (s *Server) conditionalDelete(c echo.Context) error {
+	setInteraction(c, "conditional-delete")
+	r, err := s.Service.ConditionalDelete(c.Request().Context(), c.Param("type"), criteria(c))
+	if err != nil {
+		return err
+	}
+	return s.respondDelete(c, r, "")
+}
+
+func (s *Server) respondDelete(c echo.Context, r fhir.Resource, ref string) error {
+	msg := "nothing matched; nothing was deleted"
+	if r.Version > 0 {
+		c.Response().Header().Set("ETag", etag(r.Version))
+		msg = r.Ref() + " deleted (version " + r.VersionID() + ")"
+	} else if ref != "" {
+		msg = ref + " does not exist; nothing was deleted"
+	}
+	if preferReturn(c.Request()) == "minimal" {
+		return c.NoContent(http.StatusNoContent)
+	}
+	return write(c, http.StatusOK, informational(msg))
+}
+
+// encodeJSON marshals without HTML escaping.
+func encodeJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return bytes.TrimRight(buf.Bytes(), "\n")
+}

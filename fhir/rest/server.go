@@ -1,0 +1,205 @@
+package rest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves the FHIR API. Set the fields, then use Handler.
+type Server struct {
+	Service *fhir.Service
+	// BaseURL is the public FHIR base (https://host/fhir); empty means derived
+	// from each request's Host and the /fhir path.
+	BaseURL string
+	// MaxBodyBytes limits request bodies (default 16 MiB).
+	MaxBodyBytes int64
+	// DefaultCount and MaxCount bound _count on history (defaults 50, 1000).
+	DefaultCount, MaxCount int
+	// SoftwareVersion is reported in the CapabilityStatement.
+	SoftwareVersion string
+	// Subsetter applies _summary and _elements (nil: both refused).
+	Subsetter Subsetter
+	Logger    *slog.Logger
+	// Registry receives the server's metrics (default: a new registry).
+	Registry *prometheus.Registry
+
+	metrics  *metrics
+	capMu    sync.Mutex
+	capCache map[string][]byte
+}
+
+// BasePath is where the FHIR API lives.
+const BasePath = "/fhir"
+
+// Handler builds the HTTP handler: the FHIR API under /fhir plus /healthz,
+// /readyz and /metrics.
+func (s *Server) Handler() http.Handler {
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = 16 << 20
+	}
+	if s.DefaultCount <= 0 {
+		s.DefaultCount = 50
+	}
+	if s.MaxCount <= 0 {
+		s.MaxCount = 1000
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Registry == nil {
+		s.Registry = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(s.Registry)
+	if s.Service.OnStoreError == nil {
+		s.Service.OnStoreError = func(op string, err error) {
+			s.metrics.storeErrors.WithLabelValues(op).Inc()
+			s.Logger.Error("store failure", "op", op, "err", err)
+		}
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.metrics.middleware)
+
+	e.GET("/healthz", func(c echo.Context) error {
+		setInteraction(c, "healthz")
+		return c.String(http.StatusOK, "ok\n")
+	})
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
+
+	g := e.Group(BasePath, s.negotiate)
+	g.GET("/metadata", s.capabilities)
+	g.GET("", s.notSupported("search-system", "system search"))
+	g.POST("", s.notSupported("batch", "batch and transaction bundles"))
+	g.GET("/_history", s.history("history-system"))
+	g.GET("/:type", s.notSupported("search-type", "search"))
+	g.POST("/:type", s.create)
+	g.PUT("/:type", s.conditionalUpdate)
+	g.DELETE("/:type", s.conditionalDelete)
+	g.GET("/:type/_history", s.history("history-type"))
+	g.GET("/:type/:id", s.read)
+	g.HEAD("/:type/:id", s.read)
+	g.PATCH("/:type/:id", s.methodNotAllowed("patch", "GET, HEAD, PUT, DELETE"))
+	g.PATCH("/:type", s.methodNotAllowed("patch", "POST, PUT, DELETE"))
+	g.PUT("/:type/:id", s.update)
+	g.DELETE("/:type/:id", s.delete)
+	g.GET("/:type/:id/_history", s.history("history-instance"))
+	g.GET("/:type/:id/_history/:vid", s.vread)
+	return e
+}
+
+// negotiate refuses requests whose response cannot be JSON before any work.
+func (s *Server) negotiate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := responseType(c.Request()); err != nil {
+			return err
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) base(c echo.Context) string {
+	if s.BaseURL != "" {
+		return strings.TrimSuffix(s.BaseURL, "/")
+	}
+	r := c.Request()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + BasePath
+}
+
+func (s *Server) ready(c echo.Context) error {
+	setInteraction(c, "readyz")
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Service.Store.Ping(ctx); err != nil {
+		s.Logger.Warn("store not reachable", "err", err)
+		return c.String(http.StatusServiceUnavailable, "store not reachable\n")
+	}
+	return c.String(http.StatusOK, "ok\n")
+}
+
+func (s *Server) capabilities(c echo.Context) error {
+	setInteraction(c, "capabilities")
+	b, err := s.capabilityStatement(s.base(c))
+	if err != nil {
+		return fhir.Internal(err, "rest: render the CapabilityStatement")
+	}
+	return write(c, http.StatusOK, b)
+}
+
+func (s *Server) notSupported(interaction, what string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		setInteraction(c, interaction)
+		return fhir.NotSupported(http.StatusNotImplemented, "%s is not supported by this server yet", what)
+	}
+}
+
+func (s *Server) methodNotAllowed(interaction, allow string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		setInteraction(c, interaction)
+		err := fhir.NotSupported(http.StatusMethodNotAllowed, "%s is not supported on %s yet", c.Request().Method, c.Request().URL.Path)
+		err.Header = map[string]string{"Allow": allow}
+		return err
+	}
+}
+
+// handleError is the one place where errors become OperationOutcomes.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) && fhir.AsError(err) == nil {
+		msg := http.StatusText(he.Code)
+		switch he.Code {
+		case http.StatusNotFound:
+			msg = "no FHIR interaction at " + c.Request().Method + " " + c.Request().URL.Path
+		case http.StatusMethodNotAllowed:
+			msg = c.Request().Method + " is not allowed on " + c.Request().URL.Path
+		}
+		code := fhir.IssueNotSupported
+		if he.Code == http.StatusNotFound {
+			code = fhir.IssueNotFound
+		}
+		err = &fhir.Error{Status: he.Code, Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: code, Diagnostics: msg}}}
+	}
+	fe := fhir.AsError(err)
+	if fe == nil {
+		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		fe = fhir.Internal(err, "the server failed to process the request")
+	} else if st := fe.HTTPStatus(); st >= 500 && st != http.StatusNotImplemented {
+		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	for k, v := range fe.Header {
+		c.Response().Header().Set(k, v)
+	}
+	status := fe.HTTPStatus()
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	if err := write(c, status, outcomeJSON(fe.Issues)); err != nil {
+		s.Logger.Error("write error response", "err", err)
+	}
+}
+
+func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
