@@ -31,13 +31,21 @@ type Store struct {
 	MaxBatch int
 	// ReadConns is the size of the read pool (default 8).
 	ReadConns int
+	// CommitDelay is how long the writer waits for more writes to join a
+	// batch that holds only one, when the last batch also held more than one
+	// (so a lone writer never waits). Each commit costs an fsync under FULL;
+	// a short wait lets concurrent writers share it. Default 1ms; negative: off.
+	CommitDelay time.Duration
 
-	wdb, rdb *sql.DB
-	reqs     chan *writeReq
-	quit     chan struct{}
-	wg       sync.WaitGroup
-	closeMu  sync.RWMutex
-	closed   bool
+	wdb, rdb  *sql.DB
+	w         writeStmts
+	readStmt  *sql.Stmt
+	vreadStmt *sql.Stmt
+	reqs      chan *writeReq
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeMu   sync.RWMutex
+	closed    bool
 }
 
 // New returns a store in dir with defaults; call Open.
@@ -96,6 +104,8 @@ func (s *Store) dsn(readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(OFF)")
+	// Savepoint journals live in memory, not in temporary files.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -116,6 +126,9 @@ func (s *Store) Open(ctx context.Context) error {
 	}
 	if s.ReadConns <= 0 {
 		s.ReadConns = 8
+	}
+	if s.CommitDelay == 0 {
+		s.CommitDelay = time.Millisecond
 	}
 	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
 		return fmt.Errorf("sqlitestore: create data directory: %w", err)
@@ -143,10 +156,50 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("sqlitestore: open read pool: %w", err)
 	}
 	s.wdb, s.rdb = wdb, rdb
+	if err := s.prepare(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return err
+	}
 	s.reqs = make(chan *writeReq, s.MaxBatch)
 	s.quit = make(chan struct{})
 	s.wg.Add(1)
 	go s.writer()
+	return nil
+}
+
+// writeStmts are the writer's statements, prepared once on its connection.
+type writeStmts struct {
+	savepoint, rollbackTo, release         *sql.Stmt
+	version, insert, current, untoken, tok *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	var err error
+	p := func(db *sql.DB, q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, q)
+		return st
+	}
+	s.w = writeStmts{
+		savepoint:  p(s.wdb, "SAVEPOINT w"),
+		rollbackTo: p(s.wdb, "ROLLBACK TO w"),
+		release:    p(s.wdb, "RELEASE w"),
+		version:    p(s.wdb, "SELECT version FROM current WHERE type = ? AND id = ?"),
+		insert:     p(s.wdb, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)"),
+		current: p(s.wdb, `INSERT INTO current (type, id, version, seq, deleted, ts) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, ts = excluded.ts`),
+		untoken: p(s.wdb, "DELETE FROM tokens WHERE type = ? AND id = ?"),
+		tok:     p(s.wdb, "INSERT INTO tokens (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)"),
+	}
+	s.readStmt = p(s.rdb, "SELECT "+versionCols+" FROM versions WHERE seq = (SELECT seq FROM current WHERE type = ? AND id = ?)")
+	s.vreadStmt = p(s.rdb, "SELECT "+versionCols+" FROM versions WHERE type = ? AND id = ? AND version = ?")
+	if err != nil {
+		return fmt.Errorf("sqlitestore: prepare statements: %w", err)
+	}
 	return nil
 }
 
@@ -161,6 +214,9 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closeMu.Unlock()
 	close(s.quit)
 	s.wg.Wait()
+	for _, st := range []*sql.Stmt{s.readStmt, s.vreadStmt, s.w.savepoint, s.w.rollbackTo, s.w.release, s.w.version, s.w.insert, s.w.current, s.w.untoken, s.w.tok} {
+		_ = st.Close()
+	}
 	err1 := s.rdb.Close()
 	// Fold the WAL back so the directory holds one file when the server is down.
 	_, _ = s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -204,6 +260,8 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 func (s *Store) writer() {
 	defer s.wg.Done()
 	batch := make([]*writeReq, 0, s.MaxBatch)
+	lastBatch := 0
+	var delay *time.Timer
 	for {
 		var first *writeReq
 		select {
@@ -229,6 +287,30 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
+		if len(batch) == 1 && lastBatch > 1 && s.CommitDelay > 0 {
+			// Others were writing a moment ago: give them a moment to join.
+			if delay == nil {
+				delay = time.NewTimer(s.CommitDelay)
+			} else {
+				delay.Reset(s.CommitDelay)
+			}
+		wait:
+			for len(batch) < lastBatch && len(batch) < s.MaxBatch {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+				case <-delay.C:
+					break wait
+				}
+			}
+			if !delay.Stop() {
+				select {
+				case <-delay.C:
+				default:
+				}
+			}
+		}
+		lastBatch = len(batch)
 		s.commit(batch)
 	}
 }
@@ -256,14 +338,14 @@ func (s *Store) commit(batch []*writeReq) {
 			r.err = r.ctx.Err()
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := tx.StmtContext(ctx, s.w.savepoint).ExecContext(ctx); err != nil {
 			_ = tx.Rollback()
 			finish(fmt.Errorf("sqlitestore: savepoint: %w", err))
 			return
 		}
-		r.res, r.err = apply(ctx, tx, r.w)
+		r.res, r.err = s.apply(ctx, tx, r.w)
 		if r.err != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := tx.StmtContext(ctx, s.w.rollbackTo).ExecContext(ctx); err != nil {
 				_ = tx.Rollback()
 				finish(fmt.Errorf("sqlitestore: rollback to savepoint: %w", err))
 				return
@@ -271,7 +353,7 @@ func (s *Store) commit(batch []*writeReq) {
 		} else {
 			applied++
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := tx.StmtContext(ctx, s.w.release).ExecContext(ctx); err != nil {
 			_ = tx.Rollback()
 			finish(fmt.Errorf("sqlitestore: release savepoint: %w", err))
 			return
@@ -289,9 +371,9 @@ func (s *Store) commit(batch []*writeReq) {
 	finish(nil)
 }
 
-func apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Change, error) {
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Change, error) {
 	var cur int64
-	err := tx.QueryRowContext(ctx, "SELECT version FROM current WHERE type = ? AND id = ?", w.Type, w.ID).Scan(&cur)
+	err := tx.StmtContext(ctx, s.w.version).QueryRowContext(ctx, w.Type, w.ID).Scan(&cur)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fhir.Change{}, fmt.Errorf("sqlitestore: read version of %s/%s: %w", w.Type, w.ID, err)
 	}
@@ -303,8 +385,7 @@ func apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Change, error) {
 	if w.JSON != nil {
 		js = w.JSON
 	}
-	res, err := tx.ExecContext(ctx, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)",
-		w.Type, w.ID, w.Version, string(w.Op), ts, js)
+	res, err := tx.StmtContext(ctx, s.w.insert).ExecContext(ctx, w.Type, w.ID, w.Version, string(w.Op), ts, js)
 	if err != nil {
 		return fhir.Change{}, fmt.Errorf("sqlitestore: insert %s/%s/%d: %w", w.Type, w.ID, w.Version, err)
 	}
@@ -316,19 +397,16 @@ func apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Change, error) {
 	if w.Op == fhir.OpDelete {
 		deleted = 1
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO current (type, id, version, seq, deleted, ts) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, ts = excluded.ts`,
-		w.Type, w.ID, w.Version, seq, deleted, ts); err != nil {
+	if _, err := tx.StmtContext(ctx, s.w.current).ExecContext(ctx, w.Type, w.ID, w.Version, seq, deleted, ts); err != nil {
 		return fhir.Change{}, fmt.Errorf("sqlitestore: update current %s/%s: %w", w.Type, w.ID, err)
 	}
 	if cur > 0 {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE type = ? AND id = ?", w.Type, w.ID); err != nil {
+		if _, err := tx.StmtContext(ctx, s.w.untoken).ExecContext(ctx, w.Type, w.ID); err != nil {
 			return fhir.Change{}, fmt.Errorf("sqlitestore: drop tokens of %s/%s: %w", w.Type, w.ID, err)
 		}
 	}
 	for _, t := range w.Tokens {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO tokens (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)",
-			w.Type, w.ID, t.Param, t.System, t.Code); err != nil {
+		if _, err := tx.StmtContext(ctx, s.w.tok).ExecContext(ctx, w.Type, w.ID, t.Param, t.System, t.Code); err != nil {
 			return fhir.Change{}, fmt.Errorf("sqlitestore: index %s/%s: %w", w.Type, w.ID, err)
 		}
 	}
@@ -355,7 +433,7 @@ func scanChange(sc scanner) (fhir.Change, error) {
 
 // Read returns the current version of typ/id.
 func (s *Store) Read(ctx context.Context, typ, id string) (fhir.Resource, error) {
-	row := s.rdb.QueryRowContext(ctx, "SELECT "+versionCols+" FROM versions WHERE seq = (SELECT seq FROM current WHERE type = ? AND id = ?)", typ, id)
+	row := s.readStmt.QueryRowContext(ctx, typ, id)
 	c, err := scanChange(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fhir.Resource{}, fhir.ErrNotFound
@@ -368,7 +446,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (fhir.Resource, error)
 
 // VRead returns one version of typ/id.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (fhir.Resource, error) {
-	row := s.rdb.QueryRowContext(ctx, "SELECT "+versionCols+" FROM versions WHERE type = ? AND id = ? AND version = ?", typ, id, version)
+	row := s.vreadStmt.QueryRowContext(ctx, typ, id, version)
 	c, err := scanChange(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fhir.Resource{}, fhir.ErrNotFound
@@ -431,7 +509,12 @@ func (s *Store) History(ctx context.Context, q fhir.HistoryQuery) ([]fhir.Change
 	if len(where) > 0 {
 		sqlq += " WHERE " + strings.Join(where, " AND ")
 	}
-	sqlq += " ORDER BY v.seq DESC LIMIT ?"
+	if q.ID != "" {
+		// Per resource, version order is seq order; this uses the (type, id, version) key.
+		sqlq += " ORDER BY v.version DESC LIMIT ?"
+	} else {
+		sqlq += " ORDER BY v.seq DESC LIMIT ?"
+	}
 	args = append(args, count)
 	return s.queryChanges(ctx, "history", sqlq, args...)
 }
