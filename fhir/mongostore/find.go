@@ -1,0 +1,350 @@
+package mongostore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fhirhub/fhirhub/fhir"
+)
+
+// Find lists the current, not deleted resources of m.Type that match m: it
+// brings the projection up to date (see refresh), queries current, and checks
+// each candidate against versions (see verify).
+func (s *Store) Find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error) {
+	out, err := s.find(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("mongostore: find %s: %w", m.Type, err)
+	}
+	return out, nil
+}
+
+func (s *Store) find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error) {
+	filter, err := findFilter(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	var out []fhir.Resource
+	after := "" // page on _id when candidates drop out under a limit
+	for {
+		f := filter
+		if after != "" {
+			f = bson.D{{Key: "$and", Value: bson.A{filter, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}}}}
+		}
+		opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}})
+		want := m.Limit - len(out)
+		if m.Limit > 0 {
+			opts.SetLimit(int64(want))
+		}
+		docs, err := findAll[versionDoc](ctx, s.current, f, opts)
+		if err != nil {
+			return nil, err
+		}
+		got, err := s.verify(ctx, m, docs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		if m.Limit <= 0 || len(out) >= m.Limit || len(docs) < want {
+			return out, nil
+		}
+		after = docs[len(docs)-1].ID
+	}
+}
+
+// verify keeps the candidates from current that are still the latest version
+// of their resource. current can lag behind versions for a moment (a writer
+// between its insert and its projection) or, on FerretDB, after a crash at
+// the wrong moment; for such a candidate verify reads the latest version,
+// keeps it if it matches m, and moves current forward.
+func (s *Store) verify(ctx context.Context, m fhir.Match, docs []versionDoc) ([]fhir.Resource, error) {
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	next := make(bson.A, len(docs))
+	for i, d := range docs {
+		next[i] = versionID(d.Type, d.RID, d.V+1)
+	}
+	newer, err := findAll[idDoc](ctx, s.versions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: next}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("check candidates: %w", err)
+	}
+	stale := make(map[string]bool, len(newer))
+	for _, n := range newer {
+		stale[n.ID] = true
+	}
+	out := make([]fhir.Resource, 0, len(docs))
+	for i := range docs {
+		d := &docs[i]
+		if !stale[next[i].(string)] {
+			out = append(out, d.resource())
+			continue
+		}
+		latest, found, err := s.latest(ctx, d.Type, d.RID, true)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue // cannot happen: versions are never deleted
+		}
+		if err := s.project(ctx, &latest); err != nil {
+			s.log.Warn("mongostore: projection not updated", "version", latest.ID, "err", err)
+		}
+		if matches(m, &latest) {
+			out = append(out, latest.resource())
+		}
+	}
+	return out, nil
+}
+
+// matches evaluates m against a version in memory, as findFilter does in the
+// database.
+func matches(m fhir.Match, d *versionDoc) bool {
+	if d.Type != m.Type || d.Op == string(fhir.OpDelete) {
+		return false
+	}
+	if len(m.IDs) > 0 && !slices.Contains(m.IDs, d.RID) {
+		return false
+	}
+	for _, tm := range m.Tokens {
+		if !slices.ContainsFunc(tm.Values, func(v fhir.TokenValue) bool {
+			return slices.Contains(d.Tok, valueKey(tm.Param, v))
+		}) {
+			return false
+		}
+	}
+	for _, b := range m.LastUpdated {
+		if !dateMatches(b.Op, b.Time, d.TS) {
+			return false
+		}
+	}
+	return true
+}
+
+// Count returns how many resources of typ exist (current and not deleted).
+func (s *Store) Count(ctx context.Context, typ string) (int64, error) {
+	if err := s.refresh(ctx); err != nil {
+		return 0, fmt.Errorf("mongostore: count %s: %w", typ, err)
+	}
+	n, err := s.current.CountDocuments(ctx, liveOf(typ))
+	if err != nil {
+		return 0, fmt.Errorf("mongostore: count %s: %w", typ, err)
+	}
+	return n, nil
+}
+
+// liveOf selects the current documents of typ that are not deletions.
+func liveOf(typ string) bson.D {
+	return bson.D{{Key: "type", Value: typ}, {Key: "op", Value: bson.D{{Key: "$ne", Value: string(fhir.OpDelete)}}}}
+}
+
+func findFilter(m fhir.Match) (bson.D, error) {
+	filter := liveOf(m.Type)
+	if len(m.IDs) > 0 {
+		ids := make(bson.A, len(m.IDs))
+		for i, id := range m.IDs {
+			ids[i] = currentID(m.Type, id)
+		}
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}})
+	}
+	var and bson.A
+	for _, tm := range m.Tokens {
+		keys := make(bson.A, len(tm.Values))
+		for i, v := range tm.Values {
+			keys[i] = valueKey(tm.Param, v)
+		}
+		and = append(and, bson.D{{Key: "tok", Value: bson.D{{Key: "$in", Value: keys}}}})
+	}
+	for _, b := range m.LastUpdated {
+		switch b.Op {
+		case "gt", "ge", "lt", "le":
+		default:
+			return nil, fmt.Errorf("unknown lastUpdated comparison %q", b.Op)
+		}
+		and = append(and, bson.D{{Key: "ts", Value: bson.D{dateCond(b.Op, b.Time)}}})
+	}
+	if len(and) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: and})
+	}
+	return filter, nil
+}
+
+// Token keys (see the package documentation): parts joined by tokenSep, each
+// part escaped so it cannot contain the separator.
+const tokenSep = "\x1f"
+
+var tokenEscaper = strings.NewReplacer("%", "%25", tokenSep, "%1F")
+
+func tokenKey(param, kind string, parts ...string) string {
+	var b strings.Builder
+	b.WriteString(tokenEscaper.Replace(param))
+	b.WriteString(tokenSep)
+	b.WriteString(kind)
+	for _, p := range parts {
+		b.WriteString(tokenSep)
+		b.WriteString(tokenEscaper.Replace(p))
+	}
+	return b.String()
+}
+
+// tokenKeys lists the keys stored for a version's tokens, without duplicates.
+func tokenKeys(toks []fhir.Token) []string {
+	if len(toks) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, 4*len(toks))
+	keys := make([]string, 0, 4*len(toks))
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, t := range toks {
+		add(tokenKey(t.Param, "e", t.System, t.Code))
+		add(tokenKey(t.Param, "c", t.Code))
+		add(tokenKey(t.Param, "s", t.System))
+		add(tokenKey(t.Param, "p"))
+	}
+	return keys
+}
+
+// valueKey is the one key a version has exactly when one of its tokens of
+// param matches v (fhir.TokenValue semantics).
+func valueKey(param string, v fhir.TokenValue) string {
+	switch {
+	case v.AnySystem && v.Code == "":
+		return tokenKey(param, "p")
+	case v.AnySystem:
+		return tokenKey(param, "c", v.Code)
+	case v.Code == "":
+		return tokenKey(param, "s", v.System)
+	default:
+		return tokenKey(param, "e", v.System, v.Code)
+	}
+}
+
+// repairBatch is how many versions one repair query reads.
+const repairBatch = 500
+
+// refresh makes sure current reflects every version committed so far: it
+// runs repair from the checkpoint (two queries when nothing is behind).
+func (s *Store) refresh(ctx context.Context) error {
+	cp, err := s.counter(ctx, projectedCounter)
+	if err != nil {
+		return err
+	}
+	if err := s.repair(ctx, cp); err != nil {
+		return fmt.Errorf("repair projection: %w", err)
+	}
+	return nil
+}
+
+// repair re-projects every version after checkpoint cp that current does not
+// reflect yet, closes holes older than GapTimeout, and moves the checkpoint
+// over the consecutive positions it settled.
+func (s *Store) repair(ctx context.Context, cp int64) error {
+	scanned := cp
+	next := cp + 1 // every position before next holds a projected version or a void
+	consecutive := true
+	for {
+		docs, err := findAll[versionDoc](ctx, s.versions,
+			bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: scanned}}}},
+			options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(repairBatch).SetProjection(withoutBody))
+		if err != nil {
+			return fmt.Errorf("scan versions after %d: %w", scanned, err)
+		}
+		if err := s.reproject(ctx, docs); err != nil {
+			return err
+		}
+		for i := range docs {
+			d := &docs[i]
+			if consecutive && d.Seq != next {
+				g, err := s.closeGap(ctx, next, d)
+				if err != nil {
+					return err
+				}
+				consecutive = g == gapClosed
+			}
+			if consecutive {
+				next = d.Seq + 1
+			}
+			scanned = d.Seq
+		}
+		if len(docs) < repairBatch {
+			break
+		}
+	}
+	if next-1 > cp {
+		_, err := s.counters.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: projectedCounter}, {Key: "n", Value: bson.D{{Key: "$lt", Value: next - 1}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: next - 1}}}})
+		if err != nil {
+			return fmt.Errorf("advance checkpoint to %d: %w", next-1, err)
+		}
+	}
+	return nil
+}
+
+// reproject brings current up to the latest of docs (read without bodies) for
+// every resource among them.
+func (s *Store) reproject(ctx context.Context, docs []versionDoc) error {
+	latest := map[string]*versionDoc{}
+	for i := range docs {
+		d := &docs[i]
+		if d.Void {
+			continue
+		}
+		key := currentID(d.Type, d.RID)
+		if l, ok := latest[key]; !ok || d.V > l.V {
+			latest[key] = d
+		}
+	}
+	if len(latest) == 0 {
+		return nil
+	}
+	ids := make(bson.A, 0, len(latest))
+	for key := range latest {
+		ids = append(ids, key)
+	}
+	have, err := findAll[struct {
+		ID string `bson:"_id"`
+		V  int64  `bson:"v"`
+	}](ctx, s.current, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "v", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("read current: %w", err)
+	}
+	for _, h := range have {
+		if h.V >= latest[h.ID].V {
+			delete(latest, h.ID)
+		}
+	}
+	for _, d := range latest {
+		var full versionDoc
+		if err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&full); err != nil {
+			return fmt.Errorf("read %s: %w", d.ID, err)
+		}
+		if err := s.project(ctx, &full); err != nil {
+			return err
+		}
+		// A young version is most likely a write between its two steps; an
+		// old one was left behind by a crash or a failed update.
+		level := slog.LevelDebug
+		if time.Since(d.At.Time()) >= s.gapTimeout {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "mongostore: repaired the projection", "version", d.ID, "seq", d.Seq)
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+
+	"github.com/fhirhub/fhirhub/fhir"
+)
+
+var (
+	_ fhir.Store   = (*Store)(nil)
+	_ fhir.Counter = (*Store)(nil)
+)
+
+// Defaults.
+const (
+	DefaultDatabase   = "fhir"
+	DefaultGapTimeout = 5 * time.Second
+)
+
+// Names of the collections and of the counter documents.
+const (
+	versionsName = "versions"
+	currentName  = "current"
+	countersName = "counters"
+
+	seqCounter       = "seq"
+	projectedCounter = "projected"
+)
+
+// Store is a fhir.Store in a MongoDB database. Set the exported fields before
+// Open; see the package documentation for the data model.
+type Store struct {
+	// URI is the MongoDB connection string.
+	URI string
+	// Database is the database name. Empty: the database of the URI's path
+	// (mongodb://host/fhir), else DefaultDatabase; Open sets it to the name
+	// it uses.
+	Database string
+	// GapTimeout is how long a hole in the change feed may stay open before a
+	// reader declares the writer dead and voids its position (default
+	// DefaultGapTimeout).
+	GapTimeout time.Duration
+	// Logger receives repairs and closed holes (default: discard).
+	Logger *slog.Logger
+
+	client     *mongo.Client
+	versions   *mongo.Collection
+	current    *mongo.Collection
+	counters   *mongo.Collection
+	gapTimeout time.Duration
+	log        *slog.Logger
+}
+
+// New returns a Store for the database at uri; database may be empty (see
+// Store.Database).
+func New(uri, database string) *Store {
+	return &Store{URI: uri, Database: database, GapTimeout: DefaultGapTimeout}
+}
+
+// databaseName resolves the database: the configured name, else the URI's.
+func databaseName(uri, database string) (string, error) {
+	if database != "" {
+		return database, nil
+	}
+	cs, err := connstring.Parse(uri)
+	if err != nil {
+		return "", err
+	}
+	if cs.Database != "" {
+		return cs.Database, nil
+	}
+	return DefaultDatabase, nil
+}
+
+// Open connects, checks the server answers, creates the indexes and repairs
+// the current projection (see the package documentation).
+func (s *Store) Open(ctx context.Context) error {
+	if s.client != nil {
+		return errors.New("mongostore: open: already open")
+	}
+	name, err := databaseName(s.URI, s.Database)
+	if err != nil {
+		return fmt.Errorf("mongostore: open: parse uri: %w", err)
+	}
+	s.Database = name
+	s.gapTimeout = s.GapTimeout
+	if s.gapTimeout <= 0 {
+		s.gapTimeout = DefaultGapTimeout
+	}
+	s.log = s.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(s.URI))
+	if err != nil {
+		return fmt.Errorf("mongostore: open: connect: %w", err)
+	}
+	journal := true
+	db := client.Database(name, options.Database().
+		SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: &journal}).
+		SetReadConcern(readconcern.Majority()).
+		SetReadPreference(readpref.Primary()))
+	s.client = client
+	s.versions = db.Collection(versionsName)
+	s.current = db.Collection(currentName)
+	s.counters = db.Collection(countersName)
+	if err := s.setUp(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		s.client = nil
+		return fmt.Errorf("mongostore: open %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) setUp(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	indexes := []struct {
+		c     *mongo.Collection
+		model mongo.IndexModel
+	}{
+		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "seq", Value: 1}}, Options: options.Index().SetName("seq_unique").SetUnique(true)}},
+		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("type_rid_v")}},
+		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}, Options: options.Index().SetName("type_seq")}},
+		{s.current, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "tok", Value: 1}}, Options: options.Index().SetName("type_tok")}},
+		{s.current, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}}, Options: options.Index().SetName("type_ts")}},
+	}
+	// One at a time: FerretDB 1.24 panics when one createIndexes command
+	// lists several indexes that already exist.
+	for _, ix := range indexes {
+		if _, err := ix.c.Indexes().CreateOne(ctx, ix.model); err != nil {
+			return fmt.Errorf("create index on %s: %w", ix.c.Name(), err)
+		}
+	}
+	for _, id := range []string{seqCounter, projectedCounter} {
+		_, err := s.counters.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "n", Value: int64(0)}})
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("create counter %s: %w", id, err)
+		}
+	}
+	return s.refresh(ctx)
+}
+
+// Close disconnects from the server.
+func (s *Store) Close(ctx context.Context) error {
+	if s.client == nil {
+		return nil
+	}
+	err := s.client.Disconnect(ctx)
+	s.client = nil
+	if err != nil {
+		return fmt.Errorf("mongostore: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the primary answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.client == nil {
+		return errors.New("mongostore: ping: store not open")
+	}
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("mongostore: ping: %w", err)
+	}
+	return nil
+}
+
+// versionDoc is a document of the versions collection (a version or a void);
+// the current collection uses the same shape with _id "Type/id".
+type versionDoc struct {
+	ID   string        `bson:"_id"`
+	Type string        `bson:"type,omitempty"`
+	RID  string        `bson:"rid,omitempty"`
+	V    int64         `bson:"v,omitempty"`
+	Seq  int64         `bson:"seq"`
+	Op   string        `bson:"op,omitempty"`
+	TS   bson.DateTime `bson:"ts"`
+	At   bson.DateTime `bson:"at"`
+	JSON []byte        `bson:"json,omitempty"`
+	Tok  []string      `bson:"tok,omitempty"`
+	Void bool          `bson:"void,omitempty"`
+}
+
+func (d *versionDoc) resource() fhir.Resource {
+	return fhir.Resource{
+		Type:        d.Type,
+		ID:          d.RID,
+		Version:     d.V,
+		LastUpdated: d.TS.Time().UTC(),
+		Op:          fhir.Op(d.Op),
+		JSON:        d.JSON,
+	}
+}
+
+func (d *versionDoc) change() fhir.Change {
+	return fhir.Change{Seq: d.Seq, Resource: d.resource()}
+}
+
+// withoutBody is the projection that leaves the body out.
+var withoutBody = bson.D{{Key: "json", Value: 0}}
+
+func versionID(typ, id string, v int64) string {
+	return typ + "/" + id + "/" + strconv.FormatInt(v, 10)
+}
+
+func currentID(typ, id string) string { return typ + "/" + id }
+
+func voidID(seq int64) string { return "void/" + strconv.FormatInt(seq, 10) }
+
+func validType(typ string) bool { return typ != "" && !strings.Contains(typ, "/") }
+
+// counter reads one counter document (0 when it does not exist).
+func (s *Store) counter(ctx context.Context, id string) (int64, error) {
+	var c struct {
+		N int64 `bson:"n"`
+	}
+	err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&c)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("read counter %s: %w", id, err)
+	}
+	return c.N, nil
+}
+
+// findAll runs a find and decodes every document it returns.
+func findAll[T any](ctx context.Context, c *mongo.Collection, filter any, opts ...options.Lister[options.FindOptions]) ([]T, error) {
+	cur, err := c.Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// idDoc decodes only the _id of a document.
+type idDoc struct {
+	ID string `bson:"_id"`
+}
