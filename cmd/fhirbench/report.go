@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+)
+
+// The targets the report checks; informational, they do not change the exit status.
+const (
+	targetReadRPS   = 5000
+	targetReadP99   = 10 * time.Millisecond
+	targetCreateRPS = 1500
+	targetReadOfRaw = 0.40
+	statusPass      = "PASS"
+	statusMiss      = "MISS"
+	statusSkip      = "SKIP"
+)
+
+// results is everything a session measured, as printed and as written to --json.
+type results struct {
+	Config     jsonConfig       `json:"config"`
+	Preload    runResult        `json:"preload"`
+	Scenarios  []scenarioResult `json:"scenarios"`
+	Raw        *scenarioResult  `json:"raw_store_read,omitempty"`
+	RawNote    string           `json:"raw_store_note,omitempty"`
+	ReadOfRaw  float64          `json:"http_read_over_raw_read,omitempty"`
+	Targets    []target         `json:"targets"`
+	Errors     int              `json:"errors"`
+	FirstError string           `json:"first_error,omitempty"`
+}
+
+type jsonConfig struct {
+	ServerBin string   `json:"server_bin,omitempty"`
+	URL       string   `json:"url,omitempty"`
+	Args      []string `json:"server_args,omitempty"`
+	Preload   int      `json:"preload"`
+	Clients   int      `json:"clients"`
+	Duration  string   `json:"duration"`
+	Runs      int      `json:"runs"`
+	Seed      uint64   `json:"seed"`
+}
+
+// scenarioResult is one workload over all its runs; the medians are over runs.
+type scenarioResult struct {
+	Name      string      `json:"name"`
+	Runs      []runResult `json:"runs"`
+	MedianRPS float64     `json:"median_rps"`
+	MedianP50 latency     `json:"median_p50_ms"`
+	MedianP99 latency     `json:"median_p99_ms"`
+	Requests  int         `json:"requests"`
+	Errors    int         `json:"errors"`
+}
+
+// target is one informational check.
+type target struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // PASS, MISS or SKIP
+	Got    string `json:"got"`
+}
+
+func newResults(cfg config) *results {
+	jc := jsonConfig{URL: cfg.URL, Args: cfg.ServerArgs, Preload: cfg.Preload, Clients: cfg.Clients,
+		Duration: cfg.Duration.String(), Runs: cfg.Runs, Seed: cfg.Seed}
+	if cfg.URL == "" {
+		jc.ServerBin = cfg.ServerBin
+	}
+	return &results{Config: jc}
+}
+
+func (sr *scenarioResult) summarize() {
+	var rps []float64
+	var p50, p99 []latency
+	for _, r := range sr.Runs {
+		rps = append(rps, r.RPS)
+		p50 = append(p50, r.P50)
+		p99 = append(p99, r.P99)
+		sr.Requests += r.Requests
+		sr.Errors += r.Errors
+	}
+	sr.MedianRPS, sr.MedianP50, sr.MedianP99 = median(rps), median(p50), median(p99)
+}
+
+func (sr *scenarioResult) firstError() string {
+	for _, r := range sr.Runs {
+		if r.FirstError != "" {
+			return r.FirstError
+		}
+	}
+	return ""
+}
+
+func (res *results) scenario(name string) *scenarioResult {
+	for i := range res.Scenarios {
+		if res.Scenarios[i].Name == name {
+			return &res.Scenarios[i]
+		}
+	}
+	return nil
+}
+
+// check totals the errors, computes the read ratio and evaluates the targets.
+func (res *results) check() {
+	res.Errors, res.FirstError = res.Preload.Errors, res.Preload.FirstError
+	all := res.Scenarios
+	if res.Raw != nil {
+		all = append(all[:len(all):len(all)], *res.Raw)
+	}
+	for i := range all {
+		res.Errors += all[i].Errors
+		if res.FirstError == "" {
+			res.FirstError = all[i].firstError()
+		}
+	}
+	read, create := res.scenario("read"), res.scenario("create")
+	res.Targets = []target{
+		{Name: fmt.Sprintf("read ≥ %d/s with p99 ≤ %v", targetReadRPS, targetReadP99),
+			Status: passOrMiss(read.MedianRPS >= targetReadRPS && read.MedianP99 <= latency(targetReadP99)),
+			Got:    fmt.Sprintf("%.0f/s, p99 %s", read.MedianRPS, read.MedianP99)},
+		{Name: fmt.Sprintf("create ≥ %d/s", targetCreateRPS),
+			Status: passOrMiss(create.MedianRPS >= targetCreateRPS),
+			Got:    fmt.Sprintf("%.0f/s", create.MedianRPS)},
+		res.rawTarget(read),
+	}
+}
+
+func (res *results) rawTarget(read *scenarioResult) target {
+	t := target{Name: fmt.Sprintf("HTTP read ≥ %.0f%% of raw store read", targetReadOfRaw*100), Status: statusSkip, Got: "no raw store phase"}
+	if res.Raw == nil || res.Raw.MedianRPS == 0 {
+		return t
+	}
+	res.ReadOfRaw = read.MedianRPS / res.Raw.MedianRPS
+	t.Status = passOrMiss(res.ReadOfRaw >= targetReadOfRaw)
+	t.Got = fmt.Sprintf("%.1f%%", res.ReadOfRaw*100)
+	return t
+}
+
+func passOrMiss(ok bool) string {
+	if ok {
+		return statusPass
+	}
+	return statusMiss
+}
+
+// print writes the summary table, the raw store lines and the targets.
+func (res *results) print(w io.Writer) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "scenario\treq/s (median of %d)\tp50\tp99\trequests\terrors\n", res.Config.Runs)
+	for _, sr := range res.Scenarios {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%d\n", sr.Name, sr.MedianRPS, sr.MedianP50, sr.MedianP99, sr.Requests, sr.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if res.Raw != nil {
+		fmt.Fprintf(w, "raw store read: %.0f/s (median of %d; p50 %s, p99 %s, %d errors)\n",
+			res.Raw.MedianRPS, res.Config.Runs, res.Raw.MedianP50, res.Raw.MedianP99, res.Raw.Errors)
+		fmt.Fprintf(w, "HTTP read / raw store read: %.1f%%\n", res.ReadOfRaw*100)
+	} else {
+		fmt.Fprintln(w, "raw store read:", res.RawNote)
+	}
+	fmt.Fprintln(w, "\ntargets (informational; the exit status depends only on errors):")
+	for _, t := range res.Targets {
+		fmt.Fprintf(w, "  %s  %s: %s\n", t.Status, t.Name, t.Got)
+	}
+	fmt.Fprintf(w, "\nerrors: %d\n", res.Errors)
+	if res.FirstError != "" {
+		fmt.Fprintln(w, "first error:", res.FirstError)
+	}
+}
+
+func (res *results) writeJSON(path string) error {
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("fhirbench: encode the results: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("fhirbench: write the results: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Config is everything the server is configured with, from flags and the
+// environment (each flag --x-y also reads FHIR_X_Y; a flag given wins).
+type Config struct {
+	Listen            string
+	DataDir           string
+	BaseURL           string
+	MongoURI          string
+	MongoDatabase     string
+	Auth              string
+	MaxBodyBytes      int64
+	RequireIfMatch    bool
+	SQLiteSynchronous string
+	LogLevel          string
+	LogFormat         string
+	DebugListen       string
+}
+
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var maxBody string
+	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on (FHIR_LISTEN)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store (FHIR_DATA_DIR)")
+	fs.StringVar(&cfg.BaseURL, "base-url", "", "public FHIR base URL, e.g. https://fhir.example.org/fhir; default: from each request's Host (FHIR_BASE_URL)")
+	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use the MongoDB store at this URI instead of the embedded store (FHIR_MONGODB_URI)")
+	fs.StringVar(&cfg.MongoDatabase, "mongodb-database", "", "MongoDB database name; default: from the URI path, else fhir (FHIR_MONGODB_DATABASE)")
+	fs.StringVar(&cfg.Auth, "auth", "off", "authorization: off (no authorization, local development only) (FHIR_AUTH)")
+	fs.StringVar(&maxBody, "max-body", "16MiB", "largest request body accepted, e.g. 16MiB, 512KiB, 1000000 (FHIR_MAX_BODY)")
+	fs.BoolVar(&cfg.RequireIfMatch, "require-if-match", false, "refuse updates and deletes without If-Match (FHIR_REQUIRE_IF_MATCH)")
+	fs.StringVar(&cfg.SQLiteSynchronous, "sqlite-synchronous", "FULL", "embedded store durability: FULL (survives power loss) or NORMAL (survives process crashes) (FHIR_SQLITE_SYNCHRONOUS)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error (FHIR_LOG_LEVEL)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or text (FHIR_LOG_FORMAT)")
+	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go profiling (/debug/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty (FHIR_DEBUG_LISTEN)")
+
+	// Environment first, so flags given on the command line override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "FHIR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %v", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	n, err := parseSize(maxBody)
+	if err != nil {
+		return cfg, fmt.Errorf("--max-body: %v", err)
+	}
+	cfg.MaxBodyBytes = n
+	switch cfg.Auth {
+	case "off":
+	default:
+		return cfg, fmt.Errorf("--auth %q: only \"off\" is available in this version; SMART on FHIR authorization is not built yet", cfg.Auth)
+	}
+	switch cfg.LogFormat {
+	case "json", "text":
+	default:
+		return cfg, fmt.Errorf("--log-format %q: use json or text", cfg.LogFormat)
+	}
+	return cfg, nil
+}
+
+// parseSize reads 1048576, 512KiB, 16MiB, 1GiB (also KB/MB/GB as powers of 1000).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,59 @@
+// Command fhirserver is the FHIR R4 server and exchange hub: `fhirserver serve`
+// runs it, `fhirserver version` prints the version.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "fhirserver:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `fhirserver — FHIR R4 server and health information exchange hub
+
+Usage:
+  fhirserver serve [flags]   run the server (fhirserver serve -h lists the flags)
+  fhirserver version         print the version
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := parseServeFlags(args[1:], os.Getenv, stderr)
+		if err != nil {
+			return err
+		}
+		m := NewMain(cfg, stderr)
+		return m.Run(ctx)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "fhirserver", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fhirhub/fhirhub/conformance"
+	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/mongostore"
+	"github.com/fhirhub/fhirhub/fhir/rest"
+	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
+)
+
+// Main is the running server: Open starts it, Close stops it, Run does both
+// around the life of a context. Tests use it in-process.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	store    fhir.Store
+	listener net.Listener
+	http     *http.Server
+	served   chan error
+	debug    *http.Server
+}
+
+// NewMain returns a server for cfg that logs to logw.
+func NewMain(cfg Config, logw io.Writer) *Main {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(logw, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(logw, opts)
+	}
+	return &Main{Config: cfg, Logger: slog.New(h)}
+}
+
+// Run opens the server, serves until ctx ends, then shuts down gracefully.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-m.served:
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = m.Close(closeCtx)
+		return fmt.Errorf("http server stopped: %w", err)
+	}
+	m.Logger.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return m.Close(closeCtx)
+}
+
+// Open opens the store, builds the API and starts listening.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.Config
+	validator, err := conformance.NewValidator()
+	if err != nil {
+		return fmt.Errorf("load the FHIR definitions: %w", err)
+	}
+	if cfg.MongoURI != "" {
+		s := mongostore.New(cfg.MongoURI, cfg.MongoDatabase)
+		s.Logger = m.Logger
+		if err := s.Open(ctx); err != nil {
+			return fmt.Errorf("open the MongoDB store: %w", err)
+		}
+		m.store = s
+		m.Logger.Info("store: MongoDB", "database", s.Database)
+	} else {
+		s := sqlitestore.New(cfg.DataDir)
+		s.Synchronous = cfg.SQLiteSynchronous
+		if err := s.Open(ctx); err != nil {
+			return fmt.Errorf("open the embedded store: %w", err)
+		}
+		m.store = s
+		abs, _ := filepath.Abs(cfg.DataDir)
+		m.Logger.Info("store: embedded SQLite", "dir", abs, "synchronous", strings.ToUpper(cfg.SQLiteSynchronous))
+	}
+	if cfg.Auth == "off" {
+		m.Logger.Warn("AUTHORIZATION IS OFF: every client can read and write every record. Use only for local development.")
+	}
+	svc := &fhir.Service{Store: m.store, Validator: validator, RequireIfMatch: cfg.RequireIfMatch}
+	api := &rest.Server{
+		Service:         svc,
+		BaseURL:         cfg.BaseURL,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		Logger:          m.Logger,
+		Subsetter:       conformance.Subsetter{},
+		SoftwareVersion: version,
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = m.store.Close(ctx)
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	m.listener = ln
+	m.http = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	m.served = make(chan error, 1)
+	go func() {
+		err := m.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		m.served <- err
+	}()
+	if cfg.DebugListen != "" {
+		if err := m.openDebug(cfg.DebugListen); err != nil {
+			_ = m.Close(ctx)
+			return err
+		}
+	}
+	m.Logger.Info("listening", "addr", ln.Addr().String(), "fhir_base", m.URL()+rest.BasePath, "version", version)
+	return nil
+}
+
+// URL is the server's root URL (http://127.0.0.1:port) once open.
+func (m *Main) URL() string {
+	addr := m.listener.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// Close stops accepting requests, waits for those in flight, and closes the store.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.debug != nil {
+		_ = m.debug.Close()
+	}
+	if m.http != nil {
+		if err := m.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if m.store != nil {
+		if err := m.store.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openDebug serves the Go profiler on its own address, never on the API port.
+func (m *Main) openDebug(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug listen on %s: %w", addr, err)
+	}
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = m.debug.Serve(ln) }()
+	m.Logger.Info("profiling enabled", "addr", ln.Addr().String())
+	return nil
+}
