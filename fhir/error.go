@@ -106,6 +106,10 @@ func (e *Error) Code() IssueType {
 	return e.Issues[0].Code
 }
 
+// StatusClientClosedRequest is the status recorded (in logs and metrics) for a
+// request its client cancelled; the client never sees it.
+const StatusClientClosedRequest = 499
+
 // statusByIssue is the one table from issue type to HTTP status.
 var statusByIssue = map[IssueType]int{
 	IssueInvalid:         http.StatusBadRequest,

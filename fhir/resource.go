@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"regexp"
 	"strconv"
 	"time"
 )
@@ -66,10 +65,20 @@ type Write struct {
 	Tokens      []Token // index entries of this version (none for a delete)
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
-
-// ValidID reports whether id is a valid FHIR resource id.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// ValidID reports whether id is a valid FHIR resource id: 1 to 64 of
+// A-Z a-z 0-9 - and . ([A-Za-z0-9\-\.]{1,64}).
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // FormatInstant writes t as a FHIR instant with millisecond precision in UTC.
 func FormatInstant(t time.Time) string {

@@ -113,6 +113,13 @@ func (s *Service) storeErr(op string, err error) error {
 	if err == nil || AsError(err) != nil {
 		return err
 	}
+	if errors.Is(err, context.Canceled) {
+		// The client went away; not a failure of the store.
+		return &Error{Status: StatusClientClosedRequest, Issues: []Issue{{Severity: SeverityError, Code: IssueTimeout, Diagnostics: "the request was cancelled"}}, cause: err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Unavailable(err, "fhir: %s timed out in the store", op)
+	}
 	if s.OnStoreError != nil {
 		s.OnStoreError(op, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
 )
 
 func TestParseServeFlags(t *testing.T) {
@@ -124,8 +126,21 @@ func TestKill9LosesNothing(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	dir := t.TempDir()
-	base, proc := startServer(t, bin, dir)
+	t.Run("SQLite", func(t *testing.T) {
+		testKill9(t, bin, 200, "--data-dir", t.TempDir())
+	})
+	t.Run("MongoDB", func(t *testing.T) {
+		uri, stop, err := mongotest.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		testKill9(t, bin, 60, "--mongodb-uri", uri, "--mongodb-database", "kill9")
+	})
+}
+
+func testKill9(t *testing.T, bin string, target int, storeArgs ...string) {
+	base, proc := startServer(t, bin, storeArgs...)
 
 	const writers = 6
 	var mu sync.Mutex
@@ -171,7 +186,7 @@ func TestKill9LosesNothing(t *testing.T) {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		if n >= 200 || time.Now().After(deadline) {
+		if n >= target || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -186,7 +201,7 @@ func TestKill9LosesNothing(t *testing.T) {
 		t.Fatal("no write was acknowledged before the kill")
 	}
 
-	base, proc = startServer(t, bin, dir)
+	base, proc = startServer(t, bin, storeArgs...)
 	defer func() { proc.Process.Signal(syscall.SIGTERM); proc.Wait() }()
 	for id, v := range acked {
 		resp, err := client.Get(base + "/Patient/" + id)
@@ -220,9 +235,10 @@ func TestKill9LosesNothing(t *testing.T) {
 }
 
 // startServer runs the binary on a free port and returns its FHIR base.
-func startServer(t *testing.T, bin, dir string) (string, *exec.Cmd) {
+func startServer(t *testing.T, bin string, storeArgs ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--auth", "off", "--log-format", "json")
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--auth", "off", "--log-format", "json"}, storeArgs...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

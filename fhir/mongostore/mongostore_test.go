@@ -6,17 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
 	"github.com/fhirhub/fhirhub/fhir/storetest"
 )
 
@@ -27,34 +26,13 @@ var testURI string
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
-	if uri := os.Getenv("FHIR_TEST_MONGODB_URI"); uri != "" {
-		testURI = uri
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "mongostore-ferretdb-")
+	uri, stop, err := mongotest.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	f, err := ferretdb.New(&ferretdb.Config{
-		Logger:    slog.New(slog.DiscardHandler),
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start FerretDB:", err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.Run(ctx)
-	}()
-	defer func() { cancel(); <-done }()
-	testURI = f.MongoDBURI()
+	defer stop()
+	testURI = uri
 	return m.Run()
 }
 

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fhirhub/fhirhub/conformance"
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/mongostore"
+	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
 	"github.com/fhirhub/fhirhub/fhir/rest"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 )
@@ -38,13 +43,47 @@ type testServer struct {
 	Store fhir.Store
 }
 
-func newTestServer(t testing.TB, configure ...func(*rest.Server)) *testServer {
+// engine selects the store newTestServer uses: "sqlite" or "mongo".
+var engine = "sqlite"
+
+var (
+	mongoOnce sync.Once
+	mongoURI  string
+	mongoStop = func() {}
+	mongoErr  error
+	dbSeq     atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mongoStop()
+	os.Exit(code)
+}
+
+func openStore(t testing.TB) fhir.Store {
 	t.Helper()
-	store := sqlitestore.New(t.TempDir())
-	store.Synchronous = "NORMAL"
-	if err := store.Open(context.Background()); err != nil {
+	if engine == "mongo" {
+		mongoOnce.Do(func() { mongoURI, mongoStop, mongoErr = mongotest.Start() })
+		if mongoErr != nil {
+			t.Fatal(mongoErr)
+		}
+		s := mongostore.New(mongoURI, fmt.Sprintf("resttest_%d_%d", os.Getpid(), dbSeq.Add(1)))
+		if err := s.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := sqlitestore.New(t.TempDir())
+	s.Synchronous = "NORMAL"
+	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func newTestServer(t testing.TB, configure ...func(*rest.Server)) *testServer {
+	t.Helper()
+	store := openStore(t)
 	api := &rest.Server{
 		Service:   &fhir.Service{Store: store, Validator: sharedValidator(t)},
 		Subsetter: conformance.Subsetter{},

@@ -13,6 +13,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// mediaTypeKey holds the negotiated response media type in the echo context.
+const mediaTypeKey = "fhir.mediatype"
+
 const (
 	mimeFHIRJSON = "application/fhir+json"
 	mimeJSON     = "application/json"
@@ -101,9 +104,12 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 
 // write sends a JSON body with the negotiated media type, indented on _pretty=true.
 func write(c echo.Context, status int, body []byte) error {
-	mt, err := responseType(c.Request())
-	if err != nil {
-		mt = mimeFHIRJSON // the error itself is still JSON
+	mt, _ := c.Get(mediaTypeKey).(string)
+	if mt == "" {
+		var err error
+		if mt, err = responseType(c.Request()); err != nil {
+			mt = mimeFHIRJSON // the error itself is still JSON
+		}
 	}
 	if c.QueryParam("_pretty") == "true" {
 		var buf bytes.Buffer

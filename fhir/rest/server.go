@@ -104,9 +104,11 @@ func (s *Server) Handler() http.Handler {
 // negotiate refuses requests whose response cannot be JSON before any work.
 func (s *Server) negotiate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, err := responseType(c.Request()); err != nil {
+		mt, err := responseType(c.Request())
+		if err != nil {
 			return err
 		}
+		c.Set(mediaTypeKey, mt)
 		return next(c)
 	}
 }
