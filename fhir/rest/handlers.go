@@ -2,6 +2,7 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -151,30 +152,23 @@ func (s *Server) create(c echo.Context) error {
 
 func (s *Server) update(c echo.Context) error {
 	setInteraction(c, "update")
-	body, err := s.readBody(c)
-	if err != nil {
-		return err
-	}
-	im, err := ifMatch(c)
-	if err != nil {
-		return err
-	}
-	res, err := s.Service.Update(c.Request().Context(), c.Param("type"), c.Param("id"), body, im)
-	if err != nil {
-		return err
-	}
-	status := http.StatusOK
-	if res.Created {
-		status = http.StatusCreated
-	}
-	return s.respondWrite(c, status, res.Resource, "updated")
+	typ, id := c.Param("type"), c.Param("id")
+	return s.put(c, func(ctx context.Context, body []byte, im *int64) (fhir.WriteResult, error) {
+		return s.Service.Update(ctx, typ, id, body, im)
+	})
 }
-
-// criteria is the query string of a conditional interaction.
-func criteria(c echo.Context) string { return c.Request().URL.RawQuery }
 
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	setInteraction(c, "conditional-update")
+	typ, criteria := c.Param("type"), c.Request().URL.RawQuery
+	return s.put(c, func(ctx context.Context, body []byte, im *int64) (fhir.WriteResult, error) {
+		return s.Service.ConditionalUpdate(ctx, typ, criteria, body, im)
+	})
+}
+
+// put reads the body and If-Match of an update, applies it and answers 200,
+// or 201 when the update created the resource.
+func (s *Server) put(c echo.Context, apply func(context.Context, []byte, *int64) (fhir.WriteResult, error)) error {
 	body, err := s.readBody(c)
 	if err != nil {
 		return err
@@ -183,7 +177,7 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.Service.ConditionalUpdate(c.Request().Context(), c.Param("type"), criteria(c), body, im)
+	res, err := apply(c.Request().Context(), body, im)
 	if err != nil {
 		return err
 	}
@@ -241,7 +235,7 @@ func (s *Server) delete(c echo.Context) error {
 
 func (s *Server) conditionalDelete(c echo.Context) error {
 	setInteraction(c, "conditional-delete")
-	r, err := s.Service.ConditionalDelete(c.Request().Context(), c.Param("type"), criteria(c))
+	r, err := s.Service.ConditionalDelete(c.Request().Context(), c.Param("type"), c.Request().URL.RawQuery)
 	if err != nil {
 		return err
 	}

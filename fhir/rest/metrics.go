@@ -31,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"op"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.storeErrors)
+	// Start the store error series at zero, so alerts see them before the first failure.
+	for _, op := range []string{"read", "vread", "write", "find", "history"} {
+		m.storeErrors.WithLabelValues(op)
+	}
 	return m
 }
 

@@ -357,7 +357,7 @@ func TestMetadataAndOps(t *testing.T) {
 	t.Run("Metrics", func(t *testing.T) {
 		r := s.do("GET", root+"/metrics", "")
 		mustStatus(t, r, 200)
-		for _, want := range []string{`fhir_http_requests_total{code="200",interaction="capabilities"}`, `fhir_http_request_duration_seconds_bucket{interaction="readyz"`, `fhir_http_requests_total{code="503",interaction="readyz"}`} {
+		for _, want := range []string{`fhir_http_requests_total{code="200",interaction="capabilities"}`, `fhir_http_request_duration_seconds_bucket{interaction="readyz"`, `fhir_http_requests_total{code="503",interaction="readyz"}`, `fhir_store_errors_total{op="write"} 0`, `go_goroutines`} {
 			if !strings.Contains(string(r.Body), want) {
 				t.Errorf("metrics lack %s", want)
 			}

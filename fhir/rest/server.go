@@ -13,6 +13,7 @@ import (
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -59,6 +60,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Registry == nil {
 		s.Registry = prometheus.NewRegistry()
+		s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	s.metrics = newMetrics(s.Registry)
 	if s.Service.OnStoreError == nil {
