@@ -152,6 +152,14 @@ func TestReadVRead(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Head", func(t *testing.T) {
+		r := s.do("HEAD", "/Patient/p1", "")
+		mustStatus(t, r, 200)
+		if len(r.Body) != 0 || r.Header.Get("ETag") != `W/"2"` {
+			t.Errorf("HEAD: body %q, ETag %q; want no body and W/\"2\"", r.Body, r.Header.Get("ETag"))
+		}
+		mustStatus(t, s.do("HEAD", "/Patient/nope", ""), 404)
+	})
 	t.Run("IfNoneMatch", func(t *testing.T) {
 		mustStatus(t, s.do("GET", "/Patient/p1", "", `If-None-Match: W/"2"`), 304)
 		mustStatus(t, s.do("GET", "/Patient/p1", "", `If-None-Match: W/"1"`), 200)
