@@ -124,7 +124,7 @@ func TestParse(t *testing.T) {
 	})
 	errs := []struct {
 		name, typ, query, param string
-		strictOnly          bool
+		strictOnly              bool
 	}{
 		{"StrictUnknown", "Patient", "colour=blue", "colour", true},
 		{"StrictModifier", "Patient", "name:sounds-like=x", "name:sounds-like", true},
