@@ -35,8 +35,10 @@ type Clause struct {
 	Param    *Param
 	Modifier string // missing, exact, contains, text, not, above, below, in, not-in, identifier, of-type, or a resource type
 	// Chain, when set, applies to the resources Param (a reference) points to:
-	// the clause matches when a target of type Chain.Type matches Chain.Clause.
-	Chain *Chain
+	// the clause matches when a target of type Chain[i].Type matches
+	// Chain[i].Clause for some i (several types when the chain did not name
+	// one and more than one target type has the chained parameter).
+	Chain []Chain
 	// Has, when set, is a reverse chain (_has): the clause matches when some
 	// resource of Has.Type refers to this one through Has.Ref and matches
 	// Has.Clause. Param is nil then.
@@ -221,21 +223,37 @@ func (r *Registry) parseClause(typ, key, value string) (Clause, error) {
 		if p.Type != TypeReference {
 			return c, fhir.Invalid(key, "%s: only reference parameters can be chained; %s is a %s parameter", key, code, p.Type)
 		}
-		target := mod
-		if target == "" {
-			if len(p.Targets) != 1 {
-				return c, fhir.Invalid(key, "%s: %s can refer to %s; name the type to chain through, e.g. %s:%s.%s", key, code, strings.Join(p.Targets, ", "), code, firstOr(p.Targets, "Patient"), rest)
+		targets := p.Targets
+		if mod != "" {
+			if !contains(p.Targets, mod) {
+				return c, fhir.Invalid(key, "%s: %s cannot refer to %s", key, code, mod)
 			}
-			target = p.Targets[0]
-		} else if !contains(p.Targets, target) {
-			return c, fhir.Invalid(key, "%s: %s cannot refer to %s", key, code, target)
+			targets = []string{mod}
 		}
 		c.Modifier = ""
-		sub, err := r.parseClause(target, rest, value)
-		if err != nil {
-			return c, err
+		var firstErr error
+		for _, target := range targets {
+			if _, ok := r.byTypeHas(target); !ok {
+				continue
+			}
+			sub, err := r.parseClause(target, rest, value)
+			if err != nil {
+				if fe := fhir.AsError(err); fe != nil && fe.Code() == fhir.IssueNotSupported && len(targets) > 1 {
+					continue // this target type lacks the chained parameter
+				}
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			c.Chain = append(c.Chain, Chain{Type: target, Clause: sub})
 		}
-		c.Chain = &Chain{Type: target, Clause: sub}
+		if len(c.Chain) == 0 {
+			if firstErr != nil {
+				return c, firstErr
+			}
+			return c, unsupported(key, "none of the types %s can refer to has the parameter in %q", strings.Join(targets, ", "), rest)
+		}
 		return c, nil
 	}
 	if mod != "" {
@@ -262,8 +280,15 @@ func (r *Registry) parseClause(typ, key, value string) (Clause, error) {
 		if mod == "text" || mod == "exact" || mod == "contains" {
 			ptype = TypeString
 		}
-		if mod == "identifier" || mod == "of-type" {
+		if mod == "identifier" {
 			ptype = TypeToken
+		}
+		if mod == "of-type" {
+			if len(splitEscaped(raw, '|')) != 3 {
+				return c, fhir.Invalid(key, "%s=%s: :of-type takes type-system|type-code|value", key, raw)
+			}
+			c.Values = append(c.Values, Value{Raw: raw})
+			continue
 		}
 		if mod == "above" || mod == "below" {
 			ptype = TypeURI
@@ -271,9 +296,6 @@ func (r *Registry) parseClause(typ, key, value string) (Clause, error) {
 		v, err := parseValue(key, ptype, raw, p.Components)
 		if err != nil {
 			return c, err
-		}
-		if mod == "of-type" && strings.Count(raw, "|") != 2 {
-			return c, fhir.Invalid(key, "%s=%s: :of-type takes type-system|type-code|value", key, raw)
 		}
 		if p.Type == TypeReference && startsUpper(mod) && v.RefType == "" && v.RefURL == "" {
 			v.RefType = mod
@@ -422,11 +444,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func firstOr(list []string, def string) string {
-	if len(list) > 0 {
-		return list[0]
-	}
-	return def
 }

@@ -80,7 +80,7 @@ func TestParse(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := q.Clauses[0]
-		if c.Chain == nil || c.Chain.Type != "Patient" || c.Chain.Clause.Chain == nil || c.Chain.Clause.Chain.Type != "Organization" || c.Chain.Clause.Chain.Clause.Param.Code != "name" {
+		if len(c.Chain) != 1 || c.Chain[0].Type != "Patient" || len(c.Chain[0].Clause.Chain) != 1 || c.Chain[0].Clause.Chain[0].Type != "Organization" || c.Chain[0].Clause.Chain[0].Clause.Param.Code != "name" {
 			t.Errorf("got %+v", c)
 		}
 	})
@@ -133,7 +133,7 @@ func TestParse(t *testing.T) {
 		{"BadNumber", "Observation", "value-quantity=abc", "value-quantity", false},
 		{"BadQuantityParts", "Observation", "value-quantity=5|mg", "value-quantity", false},
 		{"BadMissing", "Patient", "name:missing=maybe", "name:missing", false},
-		{"AmbiguousChain", "Observation", "subject.name=x", "subject.name", false},
+		{"ChainNoTargetHasIt", "Observation", "subject.colour=x", "subject.colour", true},
 		{"ChainNonReference", "Patient", "name.family=x", "name.family", false},
 		{"WrongTargetType", "Observation", "subject:Medication=1", "subject:Medication", false},
 		{"BadCount", "Patient", "_count=many", "_count", false},
