@@ -125,8 +125,8 @@ func TestMatch(t *testing.T) {
 	}
 	t.Run("Has", func(t *testing.T) {
 		for query, want := range map[string]bool{
-			"_has:Observation:patient:code=8302-2": true,
-			"_has:Observation:patient:code=9999":   false,
+			"_has:Observation:patient:code=8302-2":  true,
+			"_has:Observation:patient:code=9999":    false,
 			"_has:Observation:subject:status=final": true,
 		} {
 			q, err := parse(t, r, "Patient", query, true)
