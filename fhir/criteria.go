@@ -229,7 +229,7 @@ func ExtractTokens(value map[string]any) []Token {
 		if sys == "" && val == "" {
 			return
 		}
-		out = append(out, Token{Param: "identifier", System: sys, Code: val})
+		out = append(out, IndexEntry{Param: "identifier", Type: TypeToken, System: sys, Code: val})
 	}
 	switch id := value["identifier"].(type) {
 	case []any:

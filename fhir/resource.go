@@ -44,13 +44,8 @@ type Change struct {
 	Resource
 }
 
-// Token is one index entry for token search (system|code), extracted by the
-// domain and stored with the version so criteria can be answered by the store.
-type Token struct {
-	Param  string // the search parameter code, e.g. "identifier"
-	System string
-	Code   string
-}
+// Token is a token index entry (Param, System, Code set).
+type Token = IndexEntry
 
 // Write is one version to append. The store applies it only if the resource's
 // current version is Version-1 (no version at all when Version is 1); otherwise
@@ -61,8 +56,8 @@ type Write struct {
 	Version     int64
 	LastUpdated time.Time
 	Op          Op
-	JSON        []byte  // nil for OpDelete
-	Tokens      []Token // index entries of this version (none for a delete)
+	JSON        []byte       // nil for OpDelete
+	Index       []IndexEntry // index entries of this version (none for a delete)
 }
 
 // ValidID reports whether id is a valid FHIR resource id: 1 to 64 of

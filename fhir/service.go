@@ -23,6 +23,12 @@ type Validator interface {
 	Validate(ctx context.Context, typ string, value map[string]any) error
 }
 
+// Indexer computes the search index entries of a resource (fhir/search
+// provides it from the SearchParameters).
+type Indexer interface {
+	Index(typ string, value map[string]any) ([]IndexEntry, error)
+}
+
 // Service is the one write path and the read path of the domain: every create,
 // update and delete (from REST, bundles, import or PATCH) ends in its methods,
 // which validate, assign ids, versions and meta, and append through the Store.
@@ -35,6 +41,9 @@ type Service struct {
 	NewID func() string
 	// RequireIfMatch refuses updates and deletes without If-Match (428).
 	RequireIfMatch bool
+	// Indexer computes index entries; nil indexes only identifiers (enough
+	// for conditional criteria).
+	Indexer Indexer
 	// OnStoreError is told of every failure of the store (for metrics).
 	OnStoreError func(op string, err error)
 
@@ -231,6 +240,17 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 	return s.put(ctx, doc, id, ifMatch, false)
 }
 
+func (s *Service) index(doc *Document) ([]IndexEntry, error) {
+	if s.Indexer == nil {
+		return ExtractTokens(doc.Value), nil
+	}
+	entries, err := s.Indexer.Index(doc.Type, doc.Value)
+	if err != nil {
+		return nil, Internal(err, "fhir: index %s", doc.Type)
+	}
+	return entries, nil
+}
+
 // ConditionalUpdate updates the one resource matching criteria, or creates it
 // when none does (with the body's id, or a new one); several matches: 412.
 func (s *Service) ConditionalUpdate(ctx context.Context, typ, criteria string, body []byte, ifMatch *int64) (WriteResult, error) {
@@ -276,7 +296,10 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 			return WriteResult{}, PreconditionRequired("this server requires If-Match on updates of existing resources")
 		}
 	}
-	tokens := ExtractTokens(doc.Value)
+	tokens, err := s.index(doc)
+	if err != nil {
+		return WriteResult{}, err
+	}
 	defer s.lockResource(doc.Type, id)()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -303,7 +326,7 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 			return WriteResult{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s but the current version is %d", *ifMatch, doc.Type, id, current)
 		}
 		now := s.now()
-		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate, Tokens: tokens}
+		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate, Index: tokens}
 		if current == 0 || deleted {
 			w.Op = OpCreate
 		}

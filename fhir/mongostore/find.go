@@ -198,7 +198,7 @@ func tokenKey(param, kind string, parts ...string) string {
 }
 
 // tokenKeys lists the keys stored for a version's tokens, without duplicates.
-func tokenKeys(toks []fhir.Token) []string {
+func tokenKeys(toks []fhir.IndexEntry) []string {
 	if len(toks) == 0 {
 		return nil
 	}
@@ -211,6 +211,9 @@ func tokenKeys(toks []fhir.Token) []string {
 		}
 	}
 	for _, t := range toks {
+		if !t.IsToken() {
+			continue
+		}
 		add(tokenKey(t.Param, "e", t.System, t.Code))
 		add(tokenKey(t.Param, "c", t.Code))
 		add(tokenKey(t.Param, "s", t.System))

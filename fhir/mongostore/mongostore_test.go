@@ -83,7 +83,7 @@ func mustWrite(t *testing.T, s *Store, typ, id string, v int64, toks ...fhir.Tok
 		op = fhir.OpUpdate
 	}
 	ch, err := s.Write(context.Background(), fhir.Write{Type: typ, ID: id, Version: v, Op: op, LastUpdated: base,
-		JSON: fmt.Appendf(nil, `{"resourceType":%q,"id":%q,"v":%d}`, typ, id, v), Tokens: toks})
+		JSON: fmt.Appendf(nil, `{"resourceType":%q,"id":%q,"v":%d}`, typ, id, v), Index: toks})
 	if err != nil {
 		t.Fatalf("Write %s/%s v%d: %v", typ, id, v, err)
 	}
@@ -404,7 +404,7 @@ func TestProjectionConvergesUnderConcurrency(t *testing.T) {
 					}
 					v := cur.Version + 1
 					_, err = s.Write(ctx, fhir.Write{Type: "Patient", ID: "hot", Version: v, Op: fhir.OpUpdate, LastUpdated: base,
-						JSON: []byte(`{}`), Tokens: []fhir.Token{mrn(fmt.Sprint(v))}})
+						JSON: []byte(`{}`), Index: []fhir.Token{mrn(fmt.Sprint(v))}})
 					if err == nil {
 						break
 					}

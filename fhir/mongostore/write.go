@@ -46,7 +46,7 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 		Op:   string(w.Op),
 		TS:   bson.NewDateTimeFromTime(w.LastUpdated),
 		JSON: w.JSON,
-		Tok:  tokenKeys(w.Tokens),
+		Tok:  tokenKeys(w.Index),
 	}
 	if err := s.commit(ctx, doc); err != nil {
 		return fhir.Change{}, fmt.Errorf("mongostore: write %s: %w", ref, err)

@@ -9,37 +9,8 @@ import (
 	"github.com/fhirhub/fhirhub/fhir"
 )
 
-// Entry is one index value of a resource for one search parameter: what the
-// stores keep and query, and what the matcher compares. Which fields are set
-// depends on Type.
-type Entry struct {
-	Param string
-	Type  ParamType
-	// Comp and Group place a composite's component values: Comp is the
-	// component (1-based; 0 for plain entries), Group the row they share.
-	Comp, Group int
-
-	// token: System|Code; Text the normalised display or text (:text);
-	// IDType the Identifier.type coding "system|code" (:of-type).
-	// quantity: System|Code of the unit.
-	// reference: System|Code of Reference.identifier (:identifier).
-	System, Code, Text, IDType string
-
-	// string: Str normalised, Exact as written. uri: Str.
-	Str, Exact string
-
-	// number and quantity: the value range [Low, High] (equal for a plain
-	// number). near: Low latitude, High longitude.
-	Low, High float64
-
-	// date: [Start, End) in Unix milliseconds; open ends are math.MinInt64
-	// and math.MaxInt64.
-	Start, End int64
-
-	// reference: a local Type/id (with Version when versioned), or URL for
-	// an absolute or canonical reference (with Version after '|').
-	RefType, RefID, RefVersion, RefURL string
-}
+// Entry is one index value of a resource (see fhir.IndexEntry).
+type Entry = fhir.IndexEntry
 
 // Item is one value an expression selected, with its FHIR type name
 // ("Coding", "dateTime", "HumanName", a resource type, …).

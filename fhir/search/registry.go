@@ -10,22 +10,24 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/fhirhub/fhirhub/fhir"
 )
 
-// ParamType is a search parameter type.
-type ParamType string
+// ParamType is a search parameter type (see fhir.ParamType).
+type ParamType = fhir.ParamType
 
 // The search parameter types of R4.
 const (
-	TypeNumber    ParamType = "number"
-	TypeDate      ParamType = "date"
-	TypeString    ParamType = "string"
-	TypeToken     ParamType = "token"
-	TypeReference ParamType = "reference"
-	TypeComposite ParamType = "composite"
-	TypeQuantity  ParamType = "quantity"
-	TypeURI       ParamType = "uri"
-	TypeSpecial   ParamType = "special"
+	TypeNumber    = fhir.TypeNumber
+	TypeDate      = fhir.TypeDate
+	TypeString    = fhir.TypeString
+	TypeToken     = fhir.TypeToken
+	TypeReference = fhir.TypeReference
+	TypeComposite = fhir.TypeComposite
+	TypeQuantity  = fhir.TypeQuantity
+	TypeURI       = fhir.TypeURI
+	TypeSpecial   = fhir.TypeSpecial
 )
 
 // Param is a search parameter as it applies to one resource type.

@@ -36,7 +36,7 @@ func BenchmarkCreateParallel(b *testing.B) {
 				for pb.Next() {
 					id := fmt.Sprintf("p%d", n.Add(1))
 					_, err := s.Write(context.Background(), fhir.Write{Type: "Patient", ID: id, Version: 1, Op: fhir.OpCreate, LastUpdated: time.Now(), JSON: benchBody,
-						Tokens: []fhir.Token{{Param: "identifier", System: "http://hospital.example/mrn", Code: id}}})
+						Index: []fhir.Token{{Param: "identifier", System: "http://hospital.example/mrn", Code: id}}})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -405,7 +405,10 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Chang
 			return fhir.Change{}, fmt.Errorf("sqlitestore: drop tokens of %s/%s: %w", w.Type, w.ID, err)
 		}
 	}
-	for _, t := range w.Tokens {
+	for _, t := range w.Index {
+		if !t.IsToken() {
+			continue
+		}
 		if _, err := tx.StmtContext(ctx, s.w.tok).ExecContext(ctx, w.Type, w.ID, t.Param, t.System, t.Code); err != nil {
 			return fhir.Change{}, fmt.Errorf("sqlitestore: index %s/%s: %w", w.Type, w.ID, err)
 		}

@@ -57,7 +57,7 @@ func body(typ, id string, v int64, extra string) []byte {
 // write appends version v of typ/id at base+minutes.
 func write(t *testing.T, s fhir.Store, typ, id string, v int64, op fhir.Op, minutes int, tokens ...fhir.Token) fhir.Change {
 	t.Helper()
-	w := fhir.Write{Type: typ, ID: id, Version: v, Op: op, LastUpdated: base.Add(time.Duration(minutes) * time.Minute), Tokens: tokens}
+	w := fhir.Write{Type: typ, ID: id, Version: v, Op: op, LastUpdated: base.Add(time.Duration(minutes) * time.Minute), Index: tokens}
 	if op != fhir.OpDelete {
 		w.JSON = body(typ, id, v, "")
 	}
