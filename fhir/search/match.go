@@ -168,7 +168,7 @@ func valueMatches(t ParamType, mod string, v Value, e Entry) bool {
 	case TypeReference:
 		return referenceMatches(v, e)
 	case TypeSpecial:
-		return distanceKm(v.Low, v.High, e.Low, e.High) <= v.Num
+		return DistanceKm(v.Low, v.High, e.Low, e.High) <= v.Num
 	}
 	return false
 }
@@ -253,8 +253,8 @@ func referenceMatches(v Value, e Entry) bool {
 	return v.RefVersion == "" || e.RefVersion == v.RefVersion
 }
 
-// distanceKm is the great-circle distance between two points (haversine).
-func distanceKm(lat1, lon1, lat2, lon2 float64) float64 {
+// DistanceKm is the great-circle distance between two points (haversine).
+func DistanceKm(lat1, lon1, lat2, lon2 float64) float64 {
 	const r = 6371.0088
 	rad := math.Pi / 180
 	dlat, dlon := (lat2-lat1)*rad, (lon2-lon1)*rad

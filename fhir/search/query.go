@@ -82,7 +82,7 @@ var resultParams = map[string]bool{"_count": true, "_sort": true, "_include": tr
 
 var modifiersByType = map[ParamType]map[string]bool{
 	TypeString:    {"exact": true, "contains": true, "missing": true},
-	TypeToken:     {"text": true, "not": true, "missing": true, "of-type": true, "in": true, "not-in": true},
+	TypeToken:     {"text": true, "not": true, "missing": true, "of-type": true},
 	TypeURI:       {"above": true, "below": true, "missing": true},
 	TypeReference: {"identifier": true, "missing": true},
 	TypeDate:      {"missing": true},

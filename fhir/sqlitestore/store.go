@@ -39,6 +39,7 @@ type Store struct {
 
 	wdb, rdb  *sql.DB
 	w         writeStmts
+	ix        indexStmts
 	readStmt  *sql.Stmt
 	vreadStmt *sql.Stmt
 	reqs      chan *writeReq
@@ -82,16 +83,7 @@ CREATE TABLE IF NOT EXISTS current (
 	PRIMARY KEY (type, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS current_type_ts ON current (type, ts);
-CREATE TABLE IF NOT EXISTS tokens (
-	type   TEXT NOT NULL,
-	id     TEXT NOT NULL,
-	param  TEXT NOT NULL,
-	system TEXT NOT NULL,
-	code   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tokens_code ON tokens (type, param, code, system);
-CREATE INDEX IF NOT EXISTS tokens_system ON tokens (type, param, system);
-CREATE INDEX IF NOT EXISTS tokens_res ON tokens (type, id);
+
 `
 
 func (s *Store) dsn(readOnly bool) string {
@@ -143,6 +135,10 @@ func (s *Store) Open(ctx context.Context) error {
 		wdb.Close()
 		return fmt.Errorf("sqlitestore: create schema in %s: %w", s.Dir, err)
 	}
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return err
+	}
 	rdb, err := sql.Open("sqlite", s.dsn(true))
 	if err != nil {
 		wdb.Close()
@@ -161,6 +157,11 @@ func (s *Store) Open(ctx context.Context) error {
 		rdb.Close()
 		return err
 	}
+	if err := s.prepareIndex(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return err
+	}
 	s.reqs = make(chan *writeReq, s.MaxBatch)
 	s.quit = make(chan struct{})
 	s.wg.Add(1)
@@ -170,8 +171,8 @@ func (s *Store) Open(ctx context.Context) error {
 
 // writeStmts are the writer's statements, prepared once on its connection.
 type writeStmts struct {
-	savepoint, rollbackTo, release         *sql.Stmt
-	version, insert, current, untoken, tok *sql.Stmt
+	savepoint, rollbackTo, release *sql.Stmt
+	version, insert, current       *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -192,8 +193,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		insert:     p(s.wdb, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)"),
 		current: p(s.wdb, `INSERT INTO current (type, id, version, seq, deleted, ts) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, ts = excluded.ts`),
-		untoken: p(s.wdb, "DELETE FROM tokens WHERE type = ? AND id = ?"),
-		tok:     p(s.wdb, "INSERT INTO tokens (type, id, param, system, code) VALUES (?, ?, ?, ?, ?)"),
 	}
 	s.readStmt = p(s.rdb, "SELECT "+versionCols+" FROM versions WHERE seq = (SELECT seq FROM current WHERE type = ? AND id = ?)")
 	s.vreadStmt = p(s.rdb, "SELECT "+versionCols+" FROM versions WHERE type = ? AND id = ? AND version = ?")
@@ -214,9 +213,10 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closeMu.Unlock()
 	close(s.quit)
 	s.wg.Wait()
-	for _, st := range []*sql.Stmt{s.readStmt, s.vreadStmt, s.w.savepoint, s.w.rollbackTo, s.w.release, s.w.version, s.w.insert, s.w.current, s.w.untoken, s.w.tok} {
+	for _, st := range []*sql.Stmt{s.readStmt, s.vreadStmt, s.w.savepoint, s.w.rollbackTo, s.w.release, s.w.version, s.w.insert, s.w.current} {
 		_ = st.Close()
 	}
+	s.closeIndexStmts()
 	err1 := s.rdb.Close()
 	// Fold the WAL back so the directory holds one file when the server is down.
 	_, _ = s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -400,18 +400,8 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, w fhir.Write) (fhir.Chang
 	if _, err := tx.StmtContext(ctx, s.w.current).ExecContext(ctx, w.Type, w.ID, w.Version, seq, deleted, ts); err != nil {
 		return fhir.Change{}, fmt.Errorf("sqlitestore: update current %s/%s: %w", w.Type, w.ID, err)
 	}
-	if cur > 0 {
-		if _, err := tx.StmtContext(ctx, s.w.untoken).ExecContext(ctx, w.Type, w.ID); err != nil {
-			return fhir.Change{}, fmt.Errorf("sqlitestore: drop tokens of %s/%s: %w", w.Type, w.ID, err)
-		}
-	}
-	for _, t := range w.Index {
-		if !t.IsToken() {
-			continue
-		}
-		if _, err := tx.StmtContext(ctx, s.w.tok).ExecContext(ctx, w.Type, w.ID, t.Param, t.System, t.Code); err != nil {
-			return fhir.Change{}, fmt.Errorf("sqlitestore: index %s/%s: %w", w.Type, w.ID, err)
-		}
+	if err := s.writeIndex(ctx, tx, w.Type, w.ID, cur > 0, w.Index); err != nil {
+		return fhir.Change{}, err
 	}
 	return fhir.Change{Seq: seq, Resource: fhir.Resource{Type: w.Type, ID: w.ID, Version: w.Version, LastUpdated: time.Unix(0, ts).UTC(), Op: w.Op, JSON: w.JSON}}, nil
 }
@@ -568,7 +558,7 @@ func (s *Store) Find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error)
 			where = append(where, "0")
 			continue
 		}
-		where = append(where, "EXISTS (SELECT 1 FROM tokens t WHERE t.type = c.type AND t.id = c.id AND t.param = ? AND ("+strings.Join(ors, " OR ")+"))")
+		where = append(where, "EXISTS (SELECT 1 FROM idx_token t WHERE t.type = c.type AND t.id = c.id AND t.param = ? AND t.comp = 0 AND ("+strings.Join(ors, " OR ")+"))")
 		args = append(args, targs...)
 	}
 	q := "SELECT v.seq, v.type, v.id, v.version, v.op, v.ts, v.json FROM current c JOIN versions v ON v.seq = c.seq WHERE " + strings.Join(where, " AND ") + " ORDER BY c.id"

@@ -2,10 +2,12 @@ package sqlitestore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
+	"github.com/fhirhub/fhirhub/fhir/search/searchtest"
 	"github.com/fhirhub/fhirhub/fhir/storetest"
 )
 
@@ -72,5 +74,32 @@ func TestWriteAfterClose(t *testing.T) {
 	s.Close(ctx)
 	if _, err := s.Write(ctx, fhir.Write{Type: "Patient", ID: "p", Version: 1, Op: fhir.OpCreate, JSON: []byte(`{}`)}); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+func TestSearchAgreesWithMatcher(t *testing.T) {
+	s := sqlitestore.New(t.TempDir())
+	s.Synchronous = "NORMAL"
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	searchtest.Run(t, s, searchtest.Options{})
+}
+
+func TestSearchAgreesWithMatcherSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: more seeds of the differential test")
+	}
+	for seed := uint64(2); seed <= 6; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			s := sqlitestore.New(t.TempDir())
+			s.Synchronous = "NORMAL"
+			if err := s.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(context.Background())
+			searchtest.Run(t, s, searchtest.Options{Seed: seed, Queries: 1500})
+		})
 	}
 }
