@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/fhirhub/fhirhub/fhir"
-	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 	"github.com/fhirhub/fhirhub/fhir/search/searchtest"
+	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 	"github.com/fhirhub/fhirhub/fhir/storetest"
 )
 
