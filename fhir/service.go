@@ -29,6 +29,12 @@ type Indexer interface {
 	Index(typ string, value map[string]any) ([]IndexEntry, error)
 }
 
+// Finder resolves the criteria of conditional interactions with the full
+// search (fhir/search provides it).
+type Finder interface {
+	FindMatches(ctx context.Context, typ, criteria string, limit int) ([]Resource, error)
+}
+
 // Service is the one write path and the read path of the domain: every create,
 // update and delete (from REST, bundles, import or PATCH) ends in its methods,
 // which validate, assign ids, versions and meta, and append through the Store.
@@ -41,6 +47,9 @@ type Service struct {
 	NewID func() string
 	// RequireIfMatch refuses updates and deletes without If-Match (428).
 	RequireIfMatch bool
+	// Finder resolves conditional criteria; nil: the Store's Find, which
+	// knows _id, identifier and _lastUpdated.
+	Finder Finder
 	// Indexer computes index entries; nil indexes only identifiers (enough
 	// for conditional criteria).
 	Indexer Indexer
@@ -179,13 +188,9 @@ func (s *Service) Create(ctx context.Context, typ string, body []byte, ifNoneExi
 	if ifNoneExist == "" {
 		return s.put(ctx, doc, s.newID(), nil, true)
 	}
-	m, err := ParseCriteria(typ, ifNoneExist)
-	if err != nil {
-		return WriteResult{}, err
-	}
 	unlock := s.lockCriteria(typ, ifNoneExist)
 	defer unlock()
-	found, err := s.find(ctx, m, 2)
+	found, err := s.match(ctx, typ, ifNoneExist, 2)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -240,15 +245,34 @@ func (s *Service) Update(ctx context.Context, typ, id string, body []byte, ifMat
 	return s.put(ctx, doc, id, ifMatch, false)
 }
 
-func (s *Service) index(doc *Document) ([]IndexEntry, error) {
+func (s *Service) index(typ string, value map[string]any) ([]IndexEntry, error) {
 	if s.Indexer == nil {
-		return ExtractTokens(doc.Value), nil
+		return ExtractTokens(value), nil
 	}
-	entries, err := s.Indexer.Index(doc.Type, doc.Value)
+	entries, err := s.Indexer.Index(typ, value)
 	if err != nil {
-		return nil, Internal(err, "fhir: index %s", doc.Type)
+		return nil, Internal(err, "fhir: index %s", typ)
 	}
 	return entries, nil
+}
+
+// stored is the decoded resource as it will be stored: the client's content
+// with the server's id, meta.versionId and meta.lastUpdated (a shallow copy;
+// doc is not changed).
+func stored(doc *Document, id string, version int64, now time.Time) map[string]any {
+	v := make(map[string]any, len(doc.Value)+2)
+	for k, x := range doc.Value {
+		v[k] = x
+	}
+	v["id"] = id
+	meta := map[string]any{}
+	for k, x := range doc.Meta() {
+		meta[k] = x
+	}
+	meta["versionId"] = strconv.FormatInt(version, 10)
+	meta["lastUpdated"] = FormatInstant(now)
+	v["meta"] = meta
+	return v
 }
 
 // ConditionalUpdate updates the one resource matching criteria, or creates it
@@ -257,17 +281,13 @@ func (s *Service) ConditionalUpdate(ctx context.Context, typ, criteria string, b
 	if err := s.checkType(typ); err != nil {
 		return WriteResult{}, err
 	}
-	m, err := ParseCriteria(typ, criteria)
-	if err != nil {
-		return WriteResult{}, err
-	}
 	doc, err := s.parseBody(ctx, typ, body)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	unlock := s.lockCriteria(typ, criteria)
 	defer unlock()
-	found, err := s.find(ctx, m, 2)
+	found, err := s.match(ctx, typ, criteria, 2)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -296,10 +316,6 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 			return WriteResult{}, PreconditionRequired("this server requires If-Match on updates of existing resources")
 		}
 	}
-	tokens, err := s.index(doc)
-	if err != nil {
-		return WriteResult{}, err
-	}
 	defer s.lockResource(doc.Type, id)()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -326,11 +342,17 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 			return WriteResult{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s but the current version is %d", *ifMatch, doc.Type, id, current)
 		}
 		now := s.now()
-		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate, Index: tokens}
+		w := Write{Type: doc.Type, ID: id, Version: current + 1, LastUpdated: now, Op: OpUpdate}
 		if current == 0 || deleted {
 			w.Op = OpCreate
 		}
 		w.JSON = doc.Encode(id, strconv.FormatInt(w.Version, 10), FormatInstant(now))
+		// Index the resource as stored: with the server's id and meta.
+		index, err := s.index(doc.Type, stored(doc, id, w.Version, now))
+		if err != nil {
+			return WriteResult{}, err
+		}
+		w.Index = index
 		ch, err := s.Store.Write(ctx, w)
 		if err == nil {
 			return WriteResult{Resource: ch.Resource, Created: current == 0 || deleted}, nil
@@ -402,13 +424,9 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, criteria string) (
 	if err := s.checkType(typ); err != nil {
 		return Resource{}, err
 	}
-	m, err := ParseCriteria(typ, criteria)
-	if err != nil {
-		return Resource{}, err
-	}
 	unlock := s.lockCriteria(typ, criteria)
 	defer unlock()
-	found, err := s.find(ctx, m, 2)
+	found, err := s.match(ctx, typ, criteria, 2)
 	if err != nil {
 		return Resource{}, err
 	}
@@ -422,7 +440,19 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, criteria string) (
 	}
 }
 
-func (s *Service) find(ctx context.Context, m Match, limit int) ([]Resource, error) {
+// match finds at most limit current resources of typ matching criteria.
+func (s *Service) match(ctx context.Context, typ, criteria string, limit int) ([]Resource, error) {
+	if s.Finder != nil {
+		found, err := s.Finder.FindMatches(ctx, typ, criteria, limit)
+		if err != nil && AsError(err) == nil {
+			return nil, s.storeErr("search", err)
+		}
+		return found, err
+	}
+	m, err := ParseCriteria(typ, criteria)
+	if err != nil {
+		return nil, err
+	}
 	m.Limit = limit
 	found, err := s.Store.Find(ctx, m)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/mongostore"
 	"github.com/fhirhub/fhirhub/fhir/rest"
+	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 )
 
@@ -92,8 +93,24 @@ func (m *Main) Open(ctx context.Context) error {
 	if cfg.Auth == "off" {
 		m.Logger.Warn("AUTHORIZATION IS OFF: every client can read and write every record. Use only for local development.")
 	}
-	svc := &fhir.Service{Store: m.store, Validator: validator, RequireIfMatch: cfg.RequireIfMatch}
+	registry, err := search.NewRegistry(conformance.ResourceTypes())
+	if err != nil {
+		_ = m.store.Close(ctx)
+		return fmt.Errorf("load the search parameters: %w", err)
+	}
+	indexer := &search.Indexer{Registry: registry, BaseURL: strings.TrimSuffix(cfg.BaseURL, "/"), OnError: func(typ, code string, err error) {
+		m.Logger.Warn("a search parameter could not be indexed", "type", typ, "param", code, "err", err)
+	}}
+	svc := &fhir.Service{Store: m.store, Validator: validator, RequireIfMatch: cfg.RequireIfMatch, Indexer: indexer}
+	var engine *search.Engine
+	if b, ok := m.store.(search.Backend); ok {
+		engine = &search.Engine{Registry: registry, Backend: b, Store: m.store, Indexer: indexer}
+		svc.Finder = engine
+	} else {
+		m.Logger.Warn("this store cannot search; search answers 501 and conditional criteria are limited to _id, identifier and _lastUpdated")
+	}
 	api := &rest.Server{
+		Search:          engine,
 		Service:         svc,
 		BaseURL:         cfg.BaseURL,
 		MaxBodyBytes:    cfg.MaxBodyBytes,

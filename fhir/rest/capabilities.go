@@ -5,6 +5,7 @@ import (
 
 	"github.com/fhirhub/fhirhub/conformance"
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/search"
 )
 
 // The interactions this package serves; the CapabilityStatement is built from
@@ -23,22 +24,41 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 	if b, ok := s.capCache[base]; ok {
 		return b, nil
 	}
+	interactions := typeInteractions
+	sysInteractions := systemInteractions
+	note := "Conditional create, update and delete accept the criteria " +
+		strings.Join(fhir.ConditionalParams, ", ") + " only; other parameters are refused with 400."
+	if s.Search != nil {
+		interactions = append(append([]string{}, typeInteractions...), "search-type")
+		sysInteractions = append(append([]string{}, systemInteractions...), "search-system")
+		note = "Conditional create, update and delete resolve their criteria with the full search; unknown parameters are refused with 400, never ignored."
+	}
 	caps := conformance.Capabilities{
 		BaseURL:            base,
 		SoftwareName:       "fhirhub",
 		SoftwareVersion:    s.SoftwareVersion,
-		SystemInteractions: systemInteractions,
+		SystemInteractions: sysInteractions,
 		Formats:            []string{"application/fhir+json", "json"},
-		ConditionalNote: "Conditional create, update and delete accept the criteria " +
-			strings.Join(fhir.ConditionalParams, ", ") + " only; other parameters are refused with 400.",
+		ConditionalNote:    note,
+	}
+	if s.Search != nil {
+		caps.Documentation = "Search: every R4 SearchParameter of every type, chaining at any depth and _has (reverse chaining); prefixes eq ne gt lt ge le sa eb ap; " +
+			"_sort on several keys, _count, _total, _summary, _elements, _include and _revinclude (with :iterate and *); paging by cursor. " +
+			"Unknown parameters are ignored and reported in an OperationOutcome entry, or refused with Prefer: handling=strict. " +
+			"Not yet: :in, :not-in, :above/:below on tokens, compartment search, custom SearchParameter resources."
+		for _, p := range []string{"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"} {
+			if sp, ok := s.Search.Registry.Lookup("Patient", p); ok {
+				caps.SystemSearchParams = append(caps.SystemSearchParams, conformance.SearchParamCapability{Name: p, Definition: sp.URL, Type: string(sp.Type)})
+			}
+		}
 	}
 	for _, typ := range conformance.ResourceTypes() {
 		if s.Service.Validator != nil && !s.Service.Validator.KnownType(typ) {
 			continue
 		}
-		caps.Resources = append(caps.Resources, conformance.ResourceCapability{
+		rc := conformance.ResourceCapability{
 			Type:              typ,
-			Interactions:      typeInteractions,
+			Interactions:      interactions,
 			Versioning:        "versioned-update",
 			ReadHistory:       true,
 			UpdateCreate:      true,
@@ -46,7 +66,19 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 			ConditionalUpdate: true,
 			ConditionalDelete: "single",
 			ConditionalRead:   "full-support",
-		})
+		}
+		if s.Search != nil {
+			rc.SearchInclude, rc.SearchRevInclude = []string{"*"}, []string{"*"}
+			for _, p := range s.Search.Registry.Params(typ) {
+				doc := "modifiers: " + strings.Join(search.Modifiers(p.Type), ", ")
+				if p.Type == fhir.TypeReference {
+					rc.SearchInclude = append(rc.SearchInclude, typ+":"+p.Code)
+					doc += ", [type]; chainable"
+				}
+				rc.SearchParams = append(rc.SearchParams, conformance.SearchParamCapability{Name: p.Code, Definition: p.URL, Type: string(p.Type), Documentation: doc})
+			}
+		}
+		caps.Resources = append(caps.Resources, rc)
 	}
 	b, err := caps.JSON()
 	if err != nil {

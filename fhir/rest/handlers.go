@@ -93,6 +93,20 @@ func (s *Server) subset(c echo.Context, r fhir.Resource) ([]byte, error) {
 	if summary == "count" {
 		return nil, fhir.Invalid("_summary", "_summary=count applies to searches, not to reading one resource")
 	}
+	var names []string
+	for _, e := range strings.Split(elements, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			names = append(names, e)
+		}
+	}
+	return s.subsetWith(r, summary, names)
+}
+
+// subsetWith applies _summary and _elements to a stored resource.
+func (s *Server) subsetWith(r fhir.Resource, summary string, names []string) ([]byte, error) {
+	if summary == "false" && len(names) == 0 {
+		return r.JSON, nil
+	}
 	if s.Subsetter == nil {
 		return nil, fhir.NotSupported(http.StatusBadRequest, "_summary and _elements are not supported by this server")
 	}
@@ -101,18 +115,12 @@ func (s *Server) subset(c echo.Context, r fhir.Resource) ([]byte, error) {
 		return nil, fhir.Internal(err, "rest: stored %s is not valid JSON", r.Ref())
 	}
 	v := doc.Value
-	if summary != "" {
+	if summary != "" && summary != "false" {
 		if v, err = s.Subsetter.Summarize(r.Type, v, summary); err != nil {
 			return nil, err
 		}
 	}
-	if elements != "" {
-		var names []string
-		for _, e := range strings.Split(elements, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				names = append(names, e)
-			}
-		}
+	if len(names) > 0 {
 		if v, err = s.Subsetter.SelectElements(r.Type, v, names); err != nil {
 			return nil, err
 		}

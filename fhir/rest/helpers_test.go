@@ -19,6 +19,7 @@ import (
 	"github.com/fhirhub/fhirhub/fhir/mongostore"
 	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
 	"github.com/fhirhub/fhirhub/fhir/rest"
+	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 )
 
@@ -27,6 +28,20 @@ var (
 	validator     *conformance.Validator
 	validatorErr  error
 )
+
+var (
+	registryOnce sync.Once
+	registry     *search.Registry
+	registryErr  error
+)
+
+func sharedRegistry(t testing.TB) *search.Registry {
+	registryOnce.Do(func() { registry, registryErr = search.NewRegistry(conformance.ResourceTypes()) })
+	if registryErr != nil {
+		t.Fatal(registryErr)
+	}
+	return registry
+}
 
 func sharedValidator(t testing.TB) *conformance.Validator {
 	validatorOnce.Do(func() { validator, validatorErr = conformance.NewValidator() })
@@ -84,9 +99,14 @@ func openStore(t testing.TB) fhir.Store {
 func newTestServer(t testing.TB, configure ...func(*rest.Server)) *testServer {
 	t.Helper()
 	store := openStore(t)
-	api := &rest.Server{
-		Service:   &fhir.Service{Store: store, Validator: sharedValidator(t)},
-		Subsetter: conformance.Subsetter{},
+	reg := sharedRegistry(t)
+	ix := &search.Indexer{Registry: reg, OnError: func(typ, code string, err error) { t.Errorf("index %s.%s: %v", typ, code, err) }}
+	svc := &fhir.Service{Store: store, Validator: sharedValidator(t), Indexer: ix}
+	api := &rest.Server{Service: svc, Subsetter: conformance.Subsetter{}}
+	if b, ok := store.(search.Backend); ok {
+		eng := &search.Engine{Registry: reg, Backend: b, Store: store, Indexer: ix}
+		svc.Finder = eng
+		api.Search = eng
 	}
 	for _, f := range configure {
 		f(api)

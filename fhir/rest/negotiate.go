@@ -68,6 +68,23 @@ func responseType(r *http.Request) (string, error) {
 	return "", fhir.NotSupported(http.StatusNotAcceptable, "none of the media types in Accept: %s can be produced; this server produces application/fhir+json", accept)
 }
 
+// readRawBody reads a request body of any type within the size limit.
+func (s *Server) readRawBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	limit := s.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, fhir.TooLarge("the body is %d bytes; the limit is %d", r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fhir.Invalid("", "reading the request body: %v", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fhir.TooLarge("the body is over the limit of %d bytes", limit)
+	}
+	return body, nil
+}
+
 // readBody reads a JSON request body, enforcing the size limit and content type.
 func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	r := c.Request()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +30,8 @@ type Server struct {
 	DefaultCount, MaxCount int
 	// SoftwareVersion is reported in the CapabilityStatement.
 	SoftwareVersion string
+	// Search runs searches (nil: search answers 501).
+	Search *search.Engine
 	// Subsetter applies _summary and _elements (nil: both refused).
 	Subsetter Subsetter
 	Logger    *slog.Logger
@@ -84,10 +87,12 @@ func (s *Server) Handler() http.Handler {
 
 	g := e.Group(BasePath, s.negotiate)
 	g.GET("/metadata", s.capabilities)
-	g.GET("", s.notSupported("search-system", "system search"))
+	g.GET("", s.searchSystem)
+	g.POST("/_search", s.searchSystem)
 	g.POST("", s.notSupported("batch", "batch and transaction bundles"))
 	g.GET("/_history", s.history("history-system"))
-	g.GET("/:type", s.notSupported("search-type", "search"))
+	g.GET("/:type", s.searchType)
+	g.POST("/:type/_search", s.searchType)
 	g.POST("/:type", s.create)
 	g.PUT("/:type", s.conditionalUpdate)
 	g.DELETE("/:type", s.conditionalDelete)

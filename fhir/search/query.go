@@ -445,3 +445,14 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Modifiers lists the modifiers this server supports on parameters of type t
+// (for the CapabilityStatement). Reference parameters also take :[type].
+func Modifiers(t ParamType) []string {
+	var out []string
+	for m := range modifiersByType[t] {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,153 @@
+package search
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// examples reads the official R4 examples (skips when ../shared is absent).
+func examples(t testing.TB) map[string]map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "..", "shared", "fhir-r4", "examples-json.tar.gz"))
+	if err != nil {
+		t.Skipf("official examples not available: %v", err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(h.Name, ".json") {
+			continue
+		}
+		b, _ := io.ReadAll(tr)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var v map[string]any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimSuffix(filepath.Base(h.Name), ".json")] = v
+	}
+	return out
+}
+
+func TestIndexOfficialExamples(t *testing.T) {
+	all := examples(t)
+	var types []string
+	seen := map[string]bool{}
+	for _, v := range all {
+		if rt, _ := v["resourceType"].(string); rt != "" && !seen[rt] {
+			seen[rt] = true
+			types = append(types, rt)
+		}
+	}
+	reg, err := NewRegistry(types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	ix := &Indexer{Registry: reg, BaseURL: "http://hl7.org/fhir", OnError: func(typ, code string, err error) {
+		failures++
+		if failures <= 20 {
+			t.Errorf("%s.%s: %v", typ, code, err)
+		}
+	}}
+	entries := 0
+	for name, v := range all {
+		es, err := ix.Index(v["resourceType"].(string), v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		entries += len(es)
+	}
+	t.Logf("indexed %d official examples: %d entries, %d parameter evaluations failed", len(all), entries, failures)
+
+	tests := []struct {
+		example, query string
+		want           bool
+	}{
+		{"Patient-example", "name=chalm", true},
+		{"Patient-example", "name=peter", true},
+		{"Patient-example", "family:exact=Chalmers", true},
+		{"Patient-example", "family:exact=chalmers", false},
+		{"Patient-example", "birthdate=1974-12-25", true},
+		{"Patient-example", "birthdate=lt1974", false},
+		{"Patient-example", "identifier=urn:oid:1.2.36.146.595.217.0.1|12345", true},
+		{"Patient-example", "gender=male", true},
+		{"Patient-example", "telecom=(03) 5555 6473", true},
+		{"Patient-example", "address-city=PleasantVille", true},
+		{"Patient-example", "organization=Organization/1", true},
+		{"Patient-example", "_id=example", true},
+		{"Patient-example", "active=true", true},
+		{"Patient-example", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345", true},
+		{"Observation-example", "code=http://loinc.org|29463-7", true},
+		{"Observation-example", "code:text=body weight", true},
+		{"Observation-example", "value-quantity=185|http://unitsofmeasure.org|[lb_av]", true},
+		{"Observation-example", "value-quantity=gt180", true},
+		{"Observation-example", "subject=Patient/example", true},
+		{"Observation-example", "patient=example", true},
+		{"Observation-example", "date=2016-03-28", true},
+		{"Observation-example", "code-value-quantity=http://loinc.org|29463-7$185", true},
+		{"Observation-example", "code-value-quantity=http://loinc.org|29463-7$200", false},
+		{"Observation-example", "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs", true},
+		{"Observation-example", "status=final", true},
+		{"Encounter-example", "status=in-progress", true},
+		{"Encounter-example", "subject=Patient/example", true},
+		{"Location-1", "near=-83.694810|42.256500|1|km", false},
+		{"Location-1", "near=42.256500|-83.694810|1|km", true},
+		{"Location-1", "name=south wing", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.example+"?"+tt.query, func(t *testing.T) {
+			v, ok := all[tt.example]
+			if !ok {
+				t.Skipf("no example %s", tt.example)
+			}
+			typ := v["resourceType"].(string)
+			es, _ := ix.Index(typ, v)
+			params, _ := url.ParseQuery(tt.query)
+			q, err := reg.Parse(typ, params, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Match(q.Clauses, typ, v["id"].(string), es, nil); got != tt.want {
+				t.Errorf("got %v, want %v; entries: %+v", got, tt.want, es)
+			}
+		})
+	}
+}
+
+func BenchmarkIndexObservation(b *testing.B) {
+	all := examples(b)
+	reg, err := NewRegistry([]string{"Observation"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ix := &Indexer{Registry: reg}
+	v := all["Observation-example"]
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ix.Index("Observation", v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
