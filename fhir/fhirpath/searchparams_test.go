@@ -68,6 +68,9 @@ type searchParameter struct {
 	Code       string   `json:"code"`
 	Base       []string `json:"base"`
 	Expression string   `json:"expression"`
+	Component  []struct {
+		Expression string `json:"expression"`
+	} `json:"component"`
 }
 
 func loadSearchParameters(tb testing.TB) []searchParameter {
@@ -134,6 +137,21 @@ func TestSearchParameters(t *testing.T) {
 					continue
 				}
 				results += len(got)
+				// A composite's components are evaluated on each value.
+				for _, c := range sp.Component {
+					cx, err := Compile(c.Expression)
+					if err != nil {
+						failures = append(failures, sp.ID+": component: compile: "+err.Error())
+						break
+					}
+					for _, row := range got {
+						sub, err := cx.Evaluate(r, &Options{Context: row})
+						if err != nil {
+							failures = append(failures, sp.ID+" on "+base+"/"+r["id"].(string)+": component "+c.Expression+": "+err.Error())
+						}
+						results += len(sub)
+					}
+				}
 				for _, it := range got {
 					if it.Type() == nil {
 						failures = append(failures, sp.ID+" on "+base+"/"+r["id"].(string)+": an item has no type")

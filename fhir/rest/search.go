@@ -66,6 +66,31 @@ func (s *Server) searchSystem(c echo.Context) error {
 	return s.runSearch(c, "")
 }
 
+// searchCompartment answers GET /fhir/Patient/123/Observation.
+func (s *Server) searchCompartment(c echo.Context) error {
+	setInteraction(c, "search-compartment")
+	if s.Search == nil {
+		return fhir.NotSupported(http.StatusNotImplemented, "search is not supported by this server")
+	}
+	compType, compID, typ := c.Param("type"), c.Param("id"), c.Param("rtype")
+	if s.Service.Validator != nil && !s.Service.Validator.KnownType(typ) {
+		return fhir.NotFound("unknown resource type %q", typ)
+	}
+	params, err := s.searchParams(c)
+	if err != nil {
+		return err
+	}
+	out, err := s.Search.CompartmentSearch(c.Request().Context(), compType, compID, typ, params, strictHandling(c.Request()))
+	if err != nil {
+		return err
+	}
+	b, err := s.searchBundle(c, compType+"/"+compID+"/"+typ, params, out)
+	if err != nil {
+		return err
+	}
+	return write(c, http.StatusOK, b)
+}
+
 func (s *Server) runSearch(c echo.Context, typ string) error {
 	if s.Search == nil {
 		return fhir.NotSupported(http.StatusNotImplemented, "search is not supported by this server")

@@ -248,6 +248,23 @@ func TestSearch(t *testing.T) {
 			t.Errorf("matched %v, want p1", r.JSON(t)["id"])
 		}
 	})
+	t.Run("Compartment", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/Patient/p1/Observation":             "[o1 o2]",
+			"/Patient/p1/Observation?code=8302-2": "[o1]",
+			"/Patient/p2/Encounter":               "[]",
+			"/Patient/p1/Encounter":               "[e1]",
+			"/Encounter/e1/Observation":           "[o1]",
+			"/Patient/nobody/Observation":         "[]",
+			"/Patient/p1/Observation?_sort=-date": "[o1 o2]",
+		} {
+			if got := fmt.Sprint(ids(t, s.do("GET", path, ""), "match")); got != want {
+				t.Errorf("%s: got %s, want %s", path, got, want)
+			}
+		}
+		outcome(t, s.do("GET", "/Patient/p1/Organization", ""), 404)
+		outcome(t, s.do("GET", "/Observation/o1/Patient", ""), 404)
+	})
 	t.Run("DeletedNotFound", func(t *testing.T) {
 		mustStatus(t, s.do("DELETE", "/Patient/p3", ""), 200)
 		if got := fmt.Sprint(ids(t, s.do("GET", "/Patient?gender=female", ""), "match")); got != "[p1]" {

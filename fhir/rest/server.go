@@ -104,6 +104,8 @@ func (s *Server) Handler() http.Handler {
 	g.PUT("/:type/:id", s.update)
 	g.DELETE("/:type/:id", s.delete)
 	g.GET("/:type/:id/_history", s.history("history-instance"))
+	g.GET("/:type/:id/:rtype", s.searchCompartment)
+	g.POST("/:type/:id/:rtype/_search", s.searchCompartment)
 	g.GET("/:type/:id/_history/:vid", s.vread)
 	return e
 }

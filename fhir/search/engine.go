@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fhirhub/fhirhub/fhir"
 )
@@ -17,6 +18,10 @@ type Engine struct {
 	Backend  Backend
 	Store    fhir.Store
 	Indexer  *Indexer
+	// Compartments for compartment search (default: the official ones).
+	Compartments Compartments
+	compOnce     sync.Once
+	compErr      error
 	// DefaultCount and MaxCount bound the page size (defaults 20 and 1000).
 	DefaultCount, MaxCount int
 	// MaxIncluded bounds the included resources of one page (default 1000);

@@ -31,6 +31,14 @@ func Match(clauses []Clause, typ, id string, entries []Entry, r Resolver) bool {
 var Now = time.Now
 
 func matchClause(c *Clause, typ, id string, entries []Entry, r Resolver) bool {
+	if len(c.Or) > 0 {
+		for i := range c.Or {
+			if matchClause(&c.Or[i], typ, id, entries, r) {
+				return true
+			}
+		}
+		return false
+	}
 	if c.Has != nil {
 		if r == nil {
 			return false

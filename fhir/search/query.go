@@ -42,7 +42,11 @@ type Clause struct {
 	// Has, when set, is a reverse chain (_has): the clause matches when some
 	// resource of Has.Type refers to this one through Has.Ref and matches
 	// Has.Clause. Param is nil then.
-	Has    *Has
+	Has *Has
+	// Or, when set, makes the clause match when any of these clauses does
+	// (compartment search: subject or performer points at the patient).
+	// Param is nil then.
+	Or     []Clause
 	Values []Value
 }
 

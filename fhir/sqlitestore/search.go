@@ -75,6 +75,16 @@ func typeCond(q *sqlb, a, typ string) {
 // match clause c, ignoring :missing and :not (see clause).
 func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 	switch {
+	case len(c.Or) > 0:
+		for i := range c.Or {
+			if i > 0 {
+				q.w(" UNION ")
+			}
+			if err := s.clause(q, &c.Or[i], typ, true); err != nil {
+				return err
+			}
+		}
+		return nil
 	case c.Has != nil:
 		a := q.alias()
 		q.w("SELECT " + a + ".rtype, " + a + ".rid FROM idx_ref " + a + " WHERE ")

@@ -81,6 +81,27 @@ func Run(t *testing.T, s Store, opts Options) {
 		}
 	}
 	t.Run("SortAndPaging", func(t *testing.T) { testSort(t, s, reg, data) })
+	t.Run("Or", func(t *testing.T) {
+		subject, _ := reg.Lookup("Observation", "subject")
+		encounter, _ := reg.Lookup("Observation", "encounter")
+		status, _ := reg.Lookup("Observation", "status")
+		for i := 0; i < 50; i++ {
+			q := &search.Query{Type: "Observation", Clauses: []search.Clause{{Or: []search.Clause{
+				{Param: subject, Values: []search.Value{{RefType: "Patient", RefID: fmt.Sprintf("pat%d", rng.IntN(opts.Resources))}}},
+				{Param: encounter, Values: []search.Value{{RefType: "Encounter", RefID: fmt.Sprintf("enc%d", rng.IntN(opts.Resources))}}},
+			}}}}
+			if i%2 == 0 {
+				q.Clauses = append(q.Clauses, search.Clause{Param: status, Values: []search.Value{{Code: pick(rng, statuses)}}})
+			}
+			got, err := all(s, q, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := data.match(q); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("or query %d: store %v, matcher %v", i, got, want)
+			}
+		}
+	})
 	t.Run("Total", func(t *testing.T) {
 		q, _ := reg.Parse("Observation", url.Values{"status": {"final"}}, true)
 		res, err := s.Search(context.Background(), q, search.Page{Count: 3, Total: true})
