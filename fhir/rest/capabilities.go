@@ -45,7 +45,7 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 		caps.Documentation = "Search: every R4 SearchParameter of every type, chaining at any depth and _has (reverse chaining); prefixes eq ne gt lt ge le sa eb ap; " +
 			"_sort on several keys, _count, _total, _summary, _elements, _include and _revinclude (with :iterate and *); paging by cursor. " +
 			"Unknown parameters are ignored and reported in an OperationOutcome entry, or refused with Prefer: handling=strict. " +
-			"Compartment search (GET /Patient/123/Observation) uses the official CompartmentDefinitions. Not yet: :in, :not-in, :above/:below on tokens, custom SearchParameter resources."
+			"Compartment search (GET /Patient/123/Observation) uses the official CompartmentDefinitions. :in and :not-in use ValueSets stored in this server (explicit concepts or a stored expansion). Not yet: :above/:below on tokens, custom SearchParameter resources."
 		for _, p := range []string{"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"} {
 			if sp, ok := s.Search.Registry.Lookup("Patient", p); ok {
 				caps.SystemSearchParams = append(caps.SystemSearchParams, conformance.SearchParamCapability{Name: p, Definition: sp.URL, Type: string(sp.Type)})

@@ -248,6 +248,22 @@ func TestSearch(t *testing.T) {
 			t.Errorf("matched %v, want p1", r.JSON(t)["id"])
 		}
 	})
+	t.Run("InValueSet", func(t *testing.T) {
+		mustStatus(t, s.do("PUT", "/ValueSet/height", `{"resourceType":"ValueSet","id":"height","url":"http://example.org/vs/height","status":"active","compose":{"include":[{"system":"http://loinc.org","concept":[{"code":"8302-2"},{"code":"8306-3"}]}]}}`), 201)
+		mustStatus(t, s.do("PUT", "/ValueSet/byfilter", `{"resourceType":"ValueSet","id":"byfilter","url":"http://example.org/vs/filter","status":"active","compose":{"include":[{"system":"http://loinc.org","filter":[{"property":"class","op":"=","value":"x"}]}]}}`), 201)
+		for path, want := range map[string]string{
+			"/Observation?code:in=http://example.org/vs/height":         "[o1 o3 o5]",
+			"/Observation?code:in=ValueSet/height":                      "[o1 o3 o5]",
+			"/Observation?code:not-in=http://example.org/vs/height":     "[o0 o2 o4]",
+			"/Patient?_has:Observation:patient:code:in=ValueSet/height": "[p1 p2 p3]",
+		} {
+			if got := fmt.Sprint(ids(t, s.do("GET", path, ""), "match")); got != want {
+				t.Errorf("%s: got %s, want %s", path, got, want)
+			}
+		}
+		outcome(t, s.do("GET", "/Observation?code:in=http://example.org/vs/none", ""), 400)
+		outcome(t, s.do("GET", "/Observation?code:in=http://example.org/vs/filter", ""), 400)
+	})
 	t.Run("Compartment", func(t *testing.T) {
 		for path, want := range map[string]string{
 			"/Patient/p1/Observation":             "[o1 o2]",

@@ -72,6 +72,9 @@ func (e *Engine) Run(ctx context.Context, q *Query) (*Outcome, error) {
 	if count > max {
 		count = max
 	}
+	if err := e.expandValueSets(ctx, q.Clauses); err != nil {
+		return nil, err
+	}
 	out := &Outcome{Query: q, Total: -1, Warnings: q.Ignored}
 	page := Page{Count: count, Total: q.Total == "accurate" || q.Total == "estimate" || q.Summary == "count"}
 	if q.Cursor != "" {
@@ -313,6 +316,9 @@ func (e *Engine) FindMatches(ctx context.Context, typ, criteria string, limit in
 	}
 	if len(q.Clauses) == 0 {
 		return nil, fhir.Invalid("", "conditional criteria are empty; give at least one search parameter")
+	}
+	if err := e.expandValueSets(ctx, q.Clauses); err != nil {
+		return nil, err
 	}
 	res, err := e.Backend.Search(ctx, q, Page{Count: limit})
 	if err != nil {

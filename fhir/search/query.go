@@ -86,7 +86,7 @@ var resultParams = map[string]bool{"_count": true, "_sort": true, "_include": tr
 
 var modifiersByType = map[ParamType]map[string]bool{
 	TypeString:    {"exact": true, "contains": true, "missing": true},
-	TypeToken:     {"text": true, "not": true, "missing": true, "of-type": true},
+	TypeToken:     {"text": true, "not": true, "missing": true, "of-type": true, "in": true, "not-in": true},
 	TypeURI:       {"above": true, "below": true, "missing": true},
 	TypeReference: {"identifier": true, "missing": true},
 	TypeDate:      {"missing": true},
@@ -294,7 +294,7 @@ func (r *Registry) parseClause(typ, key, value string) (Clause, error) {
 			c.Values = append(c.Values, Value{Raw: raw})
 			continue
 		}
-		if mod == "above" || mod == "below" {
+		if mod == "above" || mod == "below" || mod == "in" || mod == "not-in" {
 			ptype = TypeURI
 		}
 		v, err := parseValue(key, ptype, raw, p.Components)
