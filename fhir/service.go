@@ -53,6 +53,12 @@ type Service struct {
 	// Indexer computes index entries; nil indexes only identifiers (enough
 	// for conditional criteria).
 	Indexer Indexer
+	// Check, when set, vets a resource before it is stored (after schema
+	// validation): the search registry checks SearchParameter resources.
+	Check func(ctx context.Context, typ string, value map[string]any) error
+	// Committed, when set, is told of every committed write, synchronously
+	// and briefly (the search registry learns of SearchParameter changes).
+	Committed func(ch Change)
 	// OnStoreError is told of every failure of the store (for metrics).
 	OnStoreError func(op string, err error)
 
@@ -168,6 +174,11 @@ func (s *Service) parseBody(ctx context.Context, typ string, body []byte) (*Docu
 	}
 	if s.Validator != nil {
 		if err := s.Validator.Validate(ctx, typ, doc.Value); err != nil {
+			return nil, err
+		}
+	}
+	if s.Check != nil {
+		if err := s.Check(ctx, typ, doc.Value); err != nil {
 			return nil, err
 		}
 	}
@@ -355,6 +366,9 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 		w.Index = index
 		ch, err := s.Store.Write(ctx, w)
 		if err == nil {
+			if s.Committed != nil {
+				s.Committed(ch)
+			}
 			return WriteResult{Resource: ch.Resource, Created: current == 0 || deleted}, nil
 		}
 		if !errors.Is(err, ErrVersionConflict) {
@@ -407,6 +421,9 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (R
 		}
 		ch, err := s.Store.Write(ctx, Write{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: s.now(), Op: OpDelete})
 		if err == nil {
+			if s.Committed != nil {
+				s.Committed(ch)
+			}
 			return ch.Resource, nil
 		}
 		if !errors.Is(err, ErrVersionConflict) {

@@ -92,3 +92,11 @@ type DateBound struct {
 type Counter interface {
 	Count(ctx context.Context, typ string) (int64, error)
 }
+
+// Reindexer is an optional power: replace the index entries of a resource's
+// current version without writing a version (after new search parameters).
+// It does nothing when version is no longer current: the newer write was
+// indexed with the parameters of its time.
+type Reindexer interface {
+	Reindex(ctx context.Context, typ, id string, version int64, entries []IndexEntry) error
+}

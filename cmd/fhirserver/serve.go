@@ -32,6 +32,8 @@ type Main struct {
 	http     *http.Server
 	served   chan error
 	debug    *http.Server
+
+	reindexing *search.Reindexing
 }
 
 // NewMain returns a server for cfg that logs to logw.
@@ -103,14 +105,29 @@ func (m *Main) Open(ctx context.Context) error {
 	}}
 	svc := &fhir.Service{Store: m.store, Validator: validator, RequireIfMatch: cfg.RequireIfMatch, Indexer: indexer}
 	var engine *search.Engine
+	var reindexing *search.Reindexing
 	if b, ok := m.store.(search.Backend); ok {
 		engine = &search.Engine{Registry: registry, Backend: b, Store: m.store, Indexer: indexer}
 		svc.Finder = engine
+		svc.Check, svc.Committed = engine.CheckWrite, engine.Committed
+		n, err := engine.LoadSearchParameters(ctx)
+		if err != nil {
+			_ = m.store.Close(ctx)
+			return err
+		}
+		if n > 0 {
+			m.Logger.Info("custom search parameters registered", "count", n)
+		}
+		if ri, ok := m.store.(fhir.Reindexer); ok {
+			reindexing = search.NewReindexing(engine, ri)
+			m.reindexing = reindexing
+		}
 	} else {
 		m.Logger.Warn("this store cannot search; search answers 501 and conditional criteria are limited to _id, identifier and _lastUpdated")
 	}
 	api := &rest.Server{
 		Search:          engine,
+		Reindexing:      reindexing,
 		Service:         svc,
 		BaseURL:         cfg.BaseURL,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
@@ -168,6 +185,9 @@ func (m *Main) Close(ctx context.Context) error {
 		if err := m.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
+	}
+	if m.reindexing != nil {
+		m.reindexing.Close()
 	}
 	if m.store != nil {
 		if err := m.store.Close(ctx); err != nil {

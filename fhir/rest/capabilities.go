@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/fhirhub/fhirhub/conformance"
@@ -21,7 +22,11 @@ var (
 func (s *Server) capabilityStatement(base string) ([]byte, error) {
 	s.capMu.Lock()
 	defer s.capMu.Unlock()
-	if b, ok := s.capCache[base]; ok {
+	key := base
+	if s.Search != nil {
+		key += "#" + strconv.FormatInt(s.Search.Registry.Generation(), 10)
+	}
+	if b, ok := s.capCache[key]; ok {
 		return b, nil
 	}
 	interactions := typeInteractions
@@ -45,7 +50,7 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 		caps.Documentation = "Search: every R4 SearchParameter of every type, chaining at any depth and _has (reverse chaining); prefixes eq ne gt lt ge le sa eb ap; " +
 			"_sort on several keys, _count, _total, _summary, _elements, _include and _revinclude (with :iterate and *); paging by cursor. " +
 			"Unknown parameters are ignored and reported in an OperationOutcome entry, or refused with Prefer: handling=strict. " +
-			"Compartment search (GET /Patient/123/Observation) uses the official CompartmentDefinitions. :in and :not-in use ValueSets stored in this server (explicit concepts or a stored expansion). Not yet: :above/:below on tokens, custom SearchParameter resources."
+			"Compartment search (GET /Patient/123/Observation) uses the official CompartmentDefinitions. :in and :not-in use ValueSets stored in this server (explicit concepts or a stored expansion). SearchParameter resources created through the API are searchable at once for new writes; POST [base]/$reindex or [base]/[type]/$reindex indexes existing data in the background. Not yet: :above/:below on tokens (terminology)."
 		for _, p := range []string{"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"} {
 			if sp, ok := s.Search.Registry.Lookup("Patient", p); ok {
 				caps.SystemSearchParams = append(caps.SystemSearchParams, conformance.SearchParamCapability{Name: p, Definition: sp.URL, Type: string(sp.Type)})
@@ -87,6 +92,9 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 	if s.capCache == nil {
 		s.capCache = map[string][]byte{}
 	}
-	s.capCache[base] = b
+	if len(s.capCache) > 16 {
+		clear(s.capCache)
+	}
+	s.capCache[key] = b
 	return b, nil
 }

@@ -107,6 +107,17 @@ func newTestServer(t testing.TB, configure ...func(*rest.Server)) *testServer {
 		eng := &search.Engine{Registry: reg, Backend: b, Store: store, Indexer: ix}
 		svc.Finder = eng
 		api.Search = eng
+		if ri, ok := store.(fhir.Reindexer); ok && engine == "sqlite" {
+			// Custom SearchParameters change the registry: give this server its own.
+			own, err := search.NewRegistry(conformance.ResourceTypes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng.Registry, ix.Registry = own, own
+			svc.Check, svc.Committed = eng.CheckWrite, eng.Committed
+			api.Reindexing = search.NewReindexing(eng, ri)
+			t.Cleanup(api.Reindexing.Close)
+		}
 	}
 	for _, f := range configure {
 		f(api)

@@ -32,6 +32,8 @@ type Server struct {
 	SoftwareVersion string
 	// Search runs searches (nil: search answers 501).
 	Search *search.Engine
+	// Reindexing runs $reindex jobs (nil: $reindex answers 501).
+	Reindexing *search.Reindexing
 	// Subsetter applies _summary and _elements (nil: both refused).
 	Subsetter Subsetter
 	Logger    *slog.Logger
@@ -91,6 +93,9 @@ func (s *Server) Handler() http.Handler {
 	g.POST("/_search", s.searchSystem)
 	g.POST("", s.notSupported("batch", "batch and transaction bundles"))
 	g.GET("/_history", s.history("history-system"))
+	g.POST("/$reindex", s.reindex)
+	g.POST("/:type/$reindex", s.reindex)
+	g.GET("/$reindex-status/:job", s.reindexStatus)
 	g.GET("/:type", s.searchType)
 	g.POST("/:type/_search", s.searchType)
 	g.POST("/:type", s.create)

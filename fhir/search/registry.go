@@ -64,6 +64,15 @@ type Registry struct {
 	mu     sync.RWMutex
 	byType map[string]map[string]*Param // resource type → code → param
 	byURL  map[string]*Param
+	custom map[string]customParam // SearchParameter resource id → what it added
+	gen    int64                  // bumped on every change after construction
+}
+
+// Generation changes whenever the registry does (for caches of what it holds).
+func (r *Registry) Generation() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.gen
 }
 
 // searchParameter is the part of a SearchParameter resource the registry reads.
@@ -254,4 +263,113 @@ func splitUnion(expr string) []string {
 		}
 	}
 	return append(out, expr[start:])
+}
+
+// custom records which registered parameters came from SearchParameter
+// resources of the server (by resource id), so they can be replaced or removed.
+type customParam struct {
+	bases []string
+	code  string
+}
+
+// CheckResource vets a SearchParameter resource before it is stored: its
+// code, type, bases and expression must be usable (the expression must
+// compile). It returns a 422 *fhir.Error naming what is wrong.
+func (r *Registry) CheckResource(value map[string]any, compile func(string) error) error {
+	sp, err := decodeSearchParameter(value)
+	if err != nil {
+		return err
+	}
+	bad := func(expr, format string, args ...any) error {
+		return fhir.Unprocessable([]fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueBusinessRule, Diagnostics: fmt.Sprintf(format, args...), Expression: []string{expr}}})
+	}
+	if sp.Code == "" || strings.ContainsAny(sp.Code, " ,:.$|") {
+		return bad("SearchParameter.code", "the code %q cannot be used as a search parameter name", sp.Code)
+	}
+	switch ParamType(sp.Type) {
+	case TypeNumber, TypeDate, TypeString, TypeToken, TypeReference, TypeQuantity, TypeURI:
+	case TypeComposite, TypeSpecial:
+		return bad("SearchParameter.type", "custom %s parameters are not supported", sp.Type)
+	default:
+		return bad("SearchParameter.type", "%q is not a search parameter type", sp.Type)
+	}
+	for _, b := range sp.Base {
+		if _, ok := r.byTypeHas(b); !ok {
+			return bad("SearchParameter.base", "%q is not a resource type", b)
+		}
+	}
+	if sp.Expression == "" {
+		return bad("SearchParameter.expression", "a custom search parameter needs an expression")
+	}
+	if compile != nil {
+		if err := compile(sp.Expression); err != nil {
+			return bad("SearchParameter.expression", "the expression does not compile: %v", err)
+		}
+	}
+	for _, b := range sp.Base {
+		if p, ok := r.Lookup(b, sp.Code); ok && p.URL != sp.URL && r.isOfficial(p) {
+			return bad("SearchParameter.code", "%s already has the parameter %s (%s)", b, sp.Code, p.URL)
+		}
+	}
+	return nil
+}
+
+func (r *Registry) isOfficial(p *Param) bool {
+	return strings.HasPrefix(p.URL, "http://hl7.org/fhir/SearchParameter/")
+}
+
+func decodeSearchParameter(value map[string]any) (searchParameter, error) {
+	var sp searchParameter
+	b, err := json.Marshal(value)
+	if err == nil {
+		err = json.Unmarshal(b, &sp)
+	}
+	if err != nil {
+		return sp, fhir.Invalid("SearchParameter", "the SearchParameter cannot be read: %v", err)
+	}
+	return sp, nil
+}
+
+// SetResource registers (or replaces) the parameter a stored SearchParameter
+// resource defines; status retired removes it.
+func (r *Registry) SetResource(id string, value map[string]any) error {
+	sp, err := decodeSearchParameter(value)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	r.removeLocked(id)
+	if sp.Status == "retired" {
+		return nil
+	}
+	if r.custom == nil {
+		r.custom = map[string]customParam{}
+	}
+	r.addLocked(sp)
+	r.custom[id] = customParam{bases: sp.Base, code: sp.Code}
+	return nil
+}
+
+// RemoveResource unregisters the parameter of a deleted SearchParameter resource.
+func (r *Registry) RemoveResource(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	r.removeLocked(id)
+}
+
+func (r *Registry) removeLocked(id string) {
+	c, ok := r.custom[id]
+	if !ok {
+		return
+	}
+	for _, b := range c.bases {
+		if p, ok := r.byType[b][c.code]; ok && !strings.HasPrefix(p.URL, "http://hl7.org/fhir/SearchParameter/") {
+			delete(r.byType[b], c.code)
+			delete(r.byURL, p.URL)
+		}
+	}
+	delete(r.custom, id)
 }

@@ -17,8 +17,9 @@ import (
 )
 
 var (
-	_ fhir.Store   = (*Store)(nil)
-	_ fhir.Counter = (*Store)(nil)
+	_ fhir.Store     = (*Store)(nil)
+	_ fhir.Counter   = (*Store)(nil)
+	_ fhir.Reindexer = (*Store)(nil)
 )
 
 // Store is the SQLite engine. Set the fields, then Open.
@@ -53,11 +54,12 @@ type Store struct {
 func New(dir string) *Store { return &Store{Dir: dir} }
 
 type writeReq struct {
-	ctx  context.Context
-	w    fhir.Write
-	res  fhir.Change
-	err  error
-	done chan struct{}
+	ctx     context.Context
+	w       fhir.Write
+	reindex bool // replace the index of version w.Version only
+	res     fhir.Change
+	err     error
+	done    chan struct{}
 }
 
 const schema = `
@@ -238,7 +240,29 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 	if w.Version < 1 {
 		return fhir.Change{}, fmt.Errorf("sqlitestore: write %s/%s version %d: %w", w.Type, w.ID, w.Version, fhir.ErrVersionConflict)
 	}
-	req := &writeReq{ctx: ctx, w: w, done: make(chan struct{})}
+	return s.submit(ctx, &writeReq{ctx: ctx, w: w, done: make(chan struct{})})
+}
+
+// Reindex replaces the index entries of typ/id when version is current.
+func (s *Store) Reindex(ctx context.Context, typ, id string, version int64, entries []fhir.IndexEntry) error {
+	_, err := s.submit(ctx, &writeReq{ctx: ctx, w: fhir.Write{Type: typ, ID: id, Version: version, Index: entries}, reindex: true, done: make(chan struct{})})
+	return err
+}
+
+func (s *Store) applyReindex(ctx context.Context, tx *sql.Tx, w fhir.Write) error {
+	var cur int64
+	var deleted bool
+	err := tx.QueryRowContext(ctx, "SELECT version, deleted FROM current WHERE type = ? AND id = ?", w.Type, w.ID).Scan(&cur, &deleted)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (cur != w.Version || deleted)) {
+		return nil // gone or rewritten since: nothing to do
+	}
+	if err != nil {
+		return fmt.Errorf("sqlitestore: reindex %s/%s: %w", w.Type, w.ID, err)
+	}
+	return s.writeIndex(ctx, tx, w.Type, w.ID, true, w.Index)
+}
+
+func (s *Store) submit(ctx context.Context, req *writeReq) (fhir.Change, error) {
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -343,7 +367,11 @@ func (s *Store) commit(batch []*writeReq) {
 			finish(fmt.Errorf("sqlitestore: savepoint: %w", err))
 			return
 		}
-		r.res, r.err = s.apply(ctx, tx, r.w)
+		if r.reindex {
+			r.err = s.applyReindex(ctx, tx, r.w)
+		} else {
+			r.res, r.err = s.apply(ctx, tx, r.w)
+		}
 		if r.err != nil {
 			if _, err := tx.StmtContext(ctx, s.w.rollbackTo).ExecContext(ctx); err != nil {
 				_ = tx.Rollback()
