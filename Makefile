@@ -13,10 +13,12 @@ build:
 run: build
 	./bin/fhirserver serve --auth off --log-format text
 
-## test: the whole test suite (race detector on; long suites included)
+## test: the whole test suite: the quick suites under the race detector, then
+## everything (long suites included) without it, where it would be too slow
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -short -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 25m ./...
 
 ## test-short: the quick suite (skips the long ones)
 test-short:

@@ -88,8 +88,8 @@ func TestSearchAgreesWithMatcher(t *testing.T) {
 }
 
 func TestSearchAgreesWithMatcherSeeds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("long: more seeds of the differential test")
+	if testing.Short() || raceEnabled {
+		t.Skip("long: more seeds of the differential test (run without -short and -race)")
 	}
 	for seed := uint64(2); seed <= 6; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
