@@ -73,6 +73,11 @@ func (b *bench) run(ctx context.Context) (res *results, err error) {
 		}
 		res.Scenarios = append(res.Scenarios, sr)
 	}
+	if b.cfg.Synthea != "" {
+		if res.Synthea, err = b.syntheaPhase(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if srv == nil {
 		res.RawNote = "skipped: --url targets a server fhirbench did not start, so its store cannot be opened"
 		fmt.Fprintln(b.out, "raw store phase", res.RawNote)
@@ -86,6 +91,9 @@ func (b *bench) run(ctx context.Context) (res *results, err error) {
 		return nil, err
 	}
 	res.Raw = &raw
+	if res.Index, err = measureIndex(ctx, dataDir); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -7,6 +7,12 @@
 // in-process and measures raw Store.Read throughput with the same workload, so
 // the cost of the HTTP layer can be read off the ratio of the two.
 //
+// With --synthea (by default the sample set in ../shared/synthea/smart-r4
+// when it exists), it then loads the Synthea transaction Bundles with PUTs and
+// measures searches on them (token, reference and date, string, chain,
+// accurate count, _revinclude); after the raw store phase it reports the size
+// of the search index on disk per current resource.
+//
 // Usage:
 //
 //	fhirbench [flags] [-- extra fhirserver serve flags]
@@ -60,6 +66,7 @@ type config struct {
 	Seed         uint64
 	ReadyTimeout time.Duration
 	JSONPath     string
+	Synthea      string // the Synthea set to load and search; empty: no search phase
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -80,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the clients' random sources")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for /readyz")
 	fs.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&cfg.Synthea, "synthea", syntheaDefault(), `directory of Synthea transaction Bundles (*.json.gz) to load and search after the scenarios; "" skips the search phase`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -103,7 +111,21 @@ func (c config) validate() error {
 	case c.URL != "" && len(c.ServerArgs) > 0:
 		return fmt.Errorf("%w: server flags after -- need a started server, not --url", errUsage)
 	}
+	if c.Synthea != "" {
+		if fi, err := os.Stat(c.Synthea); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: --synthea %q is not a directory", errUsage, c.Synthea)
+		}
+	}
 	return nil
+}
+
+// syntheaDefault is the default of --synthea: the sample set beside the
+// repository when it is there.
+func syntheaDefault() string {
+	if fi, err := os.Stat(defaultSynthea); err == nil && fi.IsDir() {
+		return defaultSynthea
+	}
+	return ""
 }
 
 // run is the whole program; main only maps its error to an exit status.

@@ -129,3 +129,54 @@ func TestNewPatient(t *testing.T) {
 		t.Errorf("patient is %d bytes, want about 1 KB: %s", n, a)
 	}
 }
+
+func TestBytesIEC(t *testing.T) {
+	tests := []struct {
+		n    float64
+		want string
+	}{
+		{0, "0.0 B"}, {1023, "1023.0 B"}, {1536, "1.5 KiB"}, {5 << 20, "5.0 MiB"}, {3 << 30, "3.00 GiB"},
+	}
+	for _, tt := range tests {
+		if got := bytesIEC(tt.n); got != tt.want {
+			t.Errorf("bytesIEC(%v) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestSyntheaTargets(t *testing.T) {
+	sy := &syntheaResult{CountTotal: 54953, Searches: []scenarioResult{
+		{Name: searchToken, MedianP50: latency(4 * time.Millisecond)},
+		{Name: searchChain, MedianP50: latency(80 * time.Millisecond)},
+		{Name: searchCount, MedianP50: latency(90 * time.Millisecond)},
+	}}
+	var got []string
+	for _, tg := range sy.targets() {
+		got = append(got, tg.Status)
+	}
+	if want := []string{statusPass, statusMiss, statusPass}; !slices.Equal(got, want) {
+		t.Errorf("statuses %v, want %v", got, want)
+	}
+	sy.CountTotal = 5317
+	if tg := sy.targets()[2]; tg.Status != statusSkip {
+		t.Errorf("a count of %d matches: status %s, want %s", sy.CountTotal, tg.Status, statusSkip)
+	}
+}
+
+func TestSyntheaSearches(t *testing.T) {
+	d := &syntheaData{patients: []string{"p1"}, family: "Kuhlman"}
+	rng := patientSource(1, 1)
+	got := map[string]string{}
+	for _, s := range d.searches() {
+		got[s.name] = s.path(rng)
+	}
+	for name, want := range map[string]string{
+		searchPatient: "/Observation?patient=p1&date=ge2015",
+		searchChain:   "/Encounter?subject.name=Kuhlman",
+		searchRevinc:  "/Patient?_id=p1&_revinclude=Observation:patient",
+	} {
+		if got[name] != want {
+			t.Errorf("%s: path %q, want %q", name, got[name], want)
+		}
+	}
+}

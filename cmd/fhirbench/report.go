@@ -27,6 +27,8 @@ type results struct {
 	Scenarios  []scenarioResult `json:"scenarios"`
 	Raw        *scenarioResult  `json:"raw_store_read,omitempty"`
 	RawNote    string           `json:"raw_store_note,omitempty"`
+	Synthea    *syntheaResult   `json:"synthea,omitempty"`
+	Index      *indexSize       `json:"index_size,omitempty"`
 	ReadOfRaw  float64          `json:"http_read_over_raw_read,omitempty"`
 	Targets    []target         `json:"targets"`
 	Errors     int              `json:"errors"`
@@ -38,6 +40,7 @@ type jsonConfig struct {
 	URL       string   `json:"url,omitempty"`
 	Args      []string `json:"server_args,omitempty"`
 	Preload   int      `json:"preload"`
+	Synthea   string   `json:"synthea,omitempty"`
 	Clients   int      `json:"clients"`
 	Duration  string   `json:"duration"`
 	Runs      int      `json:"runs"`
@@ -47,6 +50,7 @@ type jsonConfig struct {
 // scenarioResult is one workload over all its runs; the medians are over runs.
 type scenarioResult struct {
 	Name      string      `json:"name"`
+	Query     string      `json:"query,omitempty"` // a search scenario's query
 	Runs      []runResult `json:"runs"`
 	MedianRPS float64     `json:"median_rps"`
 	MedianP50 latency     `json:"median_p50_ms"`
@@ -63,7 +67,7 @@ type target struct {
 }
 
 func newResults(cfg config) *results {
-	jc := jsonConfig{URL: cfg.URL, Args: cfg.ServerArgs, Preload: cfg.Preload, Clients: cfg.Clients,
+	jc := jsonConfig{URL: cfg.URL, Args: cfg.ServerArgs, Preload: cfg.Preload, Synthea: cfg.Synthea, Clients: cfg.Clients,
 		Duration: cfg.Duration.String(), Runs: cfg.Runs, Seed: cfg.Seed}
 	if cfg.URL == "" {
 		jc.ServerBin = cfg.ServerBin
@@ -109,6 +113,13 @@ func (res *results) check() {
 	if res.Raw != nil {
 		all = append(all[:len(all):len(all)], *res.Raw)
 	}
+	if sy := res.Synthea; sy != nil {
+		res.Errors += sy.Load.Errors
+		if res.FirstError == "" {
+			res.FirstError = sy.Load.FirstError
+		}
+		all = append(all[:len(all):len(all)], sy.Searches...)
+	}
 	for i := range all {
 		res.Errors += all[i].Errors
 		if res.FirstError == "" {
@@ -124,6 +135,42 @@ func (res *results) check() {
 			Status: passOrMiss(create.MedianRPS >= targetCreateRPS),
 			Got:    fmt.Sprintf("%.0f/s", create.MedianRPS)},
 		res.rawTarget(read),
+	}
+	if sy := res.Synthea; sy != nil {
+		res.Targets = append(res.Targets, sy.targets()...)
+	}
+}
+
+// search returns the search scenario called name.
+func (sy *syntheaResult) search(name string) *scenarioResult {
+	for i := range sy.Searches {
+		if sy.Searches[i].Name == name {
+			return &sy.Searches[i]
+		}
+	}
+	return nil
+}
+
+// targets evaluates the search targets.
+func (sy *syntheaResult) targets() []target {
+	p50 := func(name string, limit time.Duration) (string, string) {
+		s := sy.search(name)
+		if s == nil {
+			return statusSkip, "not measured"
+		}
+		return passOrMiss(s.MedianP50 <= latency(limit)), fmt.Sprintf("p50 %s", s.MedianP50)
+	}
+	token, tokenGot := p50(searchToken, targetTokenP50)
+	chain, chainGot := p50(searchChain, targetChainP50)
+	count, countGot := p50(searchCount, targetCountP50)
+	countGot += fmt.Sprintf(" counting %d matches", sy.CountTotal)
+	if sy.CountTotal < countMinimum {
+		count, countGot = statusSkip, countGot+fmt.Sprintf(" (fewer than %d)", countMinimum)
+	}
+	return []target{
+		{Name: fmt.Sprintf("single-parameter token search, first page, p50 ≤ %v", targetTokenP50), Status: token, Got: tokenGot},
+		{Name: fmt.Sprintf("chained search p50 ≤ %v", targetChainP50), Status: chain, Got: chainGot},
+		{Name: fmt.Sprintf("accurate count of %d+ matches p50 ≤ %v", countMinimum, targetCountP50), Status: count, Got: countGot},
 	}
 }
 
@@ -162,6 +209,14 @@ func (res *results) print(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "raw store read:", res.RawNote)
 	}
+	if sy := res.Synthea; sy != nil {
+		sy.print(w, res.Config.Runs)
+	}
+	if is := res.Index; is != nil {
+		fmt.Fprintf(w, "search index on disk: %s in the idx_* tables and their indexes (%.0f%% of the %s database), %d current resources: %s per resource\n",
+			bytesIEC(float64(is.IndexBytes)), 100*float64(is.IndexBytes)/float64(max(is.DBBytes, 1)), bytesIEC(float64(is.DBBytes)),
+			is.Resources, bytesIEC(is.PerResource))
+	}
 	fmt.Fprintln(w, "\ntargets (informational; the exit status depends only on errors):")
 	for _, t := range res.Targets {
 		fmt.Fprintf(w, "  %s  %s: %s\n", t.Status, t.Name, t.Got)
@@ -181,4 +236,33 @@ func (res *results) writeJSON(path string) error {
 		return fmt.Errorf("fhirbench: write the results: %w", err)
 	}
 	return nil
+}
+
+// print writes the Synthea load and the search table.
+func (sy *syntheaResult) print(w io.Writer, runs int) {
+	fmt.Fprintf(w, "\nsynthea load (%s): %d resources in %.1fs, %.0f resources/s (p50 %s, p99 %s, %d errors)\n",
+		sy.Dir, sy.Resources, sy.Load.Seconds, sy.Load.RPS, sy.Load.P50, sy.Load.P99, sy.Load.Errors)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "search\treq/s (median of %d)\tp50\tp99\terrors\ttarget\tquery\n", runs)
+	goals := map[string]time.Duration{searchToken: targetTokenP50, searchChain: targetChainP50, searchCount: targetCountP50}
+	for _, s := range sy.Searches {
+		goal := ""
+		if g, ok := goals[s.Name]; ok {
+			goal = fmt.Sprintf("p50 ≤ %v: %s", g, passOrMiss(s.MedianP50 <= latency(g)))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.MedianRPS, s.MedianP50, s.MedianP99, s.Errors, goal, s.Query)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// bytesIEC prints a size in B, KiB, MiB or GiB.
+func bytesIEC(n float64) string {
+	for _, u := range []string{"B", "KiB", "MiB"} {
+		if n < 1024 {
+			return fmt.Sprintf("%.1f %s", n, u)
+		}
+		n /= 1024
+	}
+	return fmt.Sprintf("%.2f GiB", n)
 }

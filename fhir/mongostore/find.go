@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -26,6 +26,9 @@ func (s *Store) Find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error)
 }
 
 func (s *Store) find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error) {
+	if !validType(m.Type) {
+		return nil, nil
+	}
 	filter, err := findFilter(m)
 	if err != nil {
 		return nil, err
@@ -45,7 +48,7 @@ func (s *Store) find(ctx context.Context, m fhir.Match) ([]fhir.Resource, error)
 		if m.Limit > 0 {
 			opts.SetLimit(int64(want))
 		}
-		docs, err := findAll[versionDoc](ctx, s.current, f, opts)
+		docs, err := findAll[versionDoc](ctx, s.currentOf(m.Type), f, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -116,10 +119,9 @@ func matches(m fhir.Match, d *versionDoc) bool {
 	if len(m.IDs) > 0 && !slices.Contains(m.IDs, d.RID) {
 		return false
 	}
+	ix := d.entryList()
 	for _, tm := range m.Tokens {
-		if !slices.ContainsFunc(tm.Values, func(v fhir.TokenValue) bool {
-			return slices.Contains(d.Tok, valueKey(tm.Param, v))
-		}) {
+		if !slices.ContainsFunc(tm.Values, func(v fhir.TokenValue) bool { return hasToken(ix, tm.Param, v) }) {
 			return false
 		}
 	}
@@ -136,20 +138,23 @@ func (s *Store) Count(ctx context.Context, typ string) (int64, error) {
 	if err := s.refresh(ctx); err != nil {
 		return 0, fmt.Errorf("mongostore: count %s: %w", typ, err)
 	}
-	n, err := s.current.CountDocuments(ctx, liveOf(typ))
+	if !validType(typ) {
+		return 0, nil
+	}
+	n, err := s.currentOf(typ).CountDocuments(ctx, live)
 	if err != nil {
 		return 0, fmt.Errorf("mongostore: count %s: %w", typ, err)
 	}
 	return n, nil
 }
 
-// liveOf selects the current documents of typ that are not deletions.
-func liveOf(typ string) bson.D {
-	return bson.D{{Key: "type", Value: typ}, {Key: "op", Value: bson.D{{Key: "$ne", Value: string(fhir.OpDelete)}}}}
-}
+// live selects the current documents that are not deletions.
+var live = bson.D{{Key: "op", Value: bson.D{{Key: "$ne", Value: string(fhir.OpDelete)}}}}
 
+// findFilter is m as a condition on the search keys of m.Type's current
+// documents (see fieldsOf and hasToken).
 func findFilter(m fhir.Match) (bson.D, error) {
-	filter := liveOf(m.Type)
+	filter := slices.Clone(live)
 	if len(m.IDs) > 0 {
 		ids := make(bson.A, len(m.IDs))
 		for i, id := range m.IDs {
@@ -159,11 +164,20 @@ func findFilter(m fhir.Match) (bson.D, error) {
 	}
 	var and bson.A
 	for _, tm := range m.Tokens {
-		keys := make(bson.A, len(tm.Values))
-		for i, v := range tm.Values {
-			keys[i] = valueKey(tm.Param, v)
+		keys := bson.A{}
+		anyEntry := false
+		for _, v := range tm.Values {
+			if v.AnySystem && v.Code == "" {
+				anyEntry = true
+			} else {
+				keys = append(keys, tokenValueKey(tm.Param, v))
+			}
 		}
-		and = append(and, bson.D{{Key: "tok", Value: bson.D{{Key: "$in", Value: keys}}}})
+		if anyEntry {
+			and = append(and, presence(tm.Param, true))
+		} else {
+			and = append(and, bson.D{{Key: "k", Value: bson.D{{Key: "$in", Value: keys}}}})
+		}
 	}
 	for _, b := range m.LastUpdated {
 		switch b.Op {
@@ -179,78 +193,83 @@ func findFilter(m fhir.Match) (bson.D, error) {
 	return filter, nil
 }
 
-// Token keys (see the package documentation): parts joined by tokenSep, each
-// part escaped so it cannot contain the separator.
-const tokenSep = "\x1f"
-
-var tokenEscaper = strings.NewReplacer("%", "%25", tokenSep, "%1F")
-
-func tokenKey(param, kind string, parts ...string) string {
-	var b strings.Builder
-	b.WriteString(tokenEscaper.Replace(param))
-	b.WriteString(tokenSep)
-	b.WriteString(kind)
-	for _, p := range parts {
-		b.WriteString(tokenSep)
-		b.WriteString(tokenEscaper.Replace(p))
+// tokenValueKey is the key, or the regex over keys, that a current document
+// has exactly when hasToken holds: a token of param with the code in any
+// system, any code in the system, or exactly system|code. (An empty value
+// in any system selects any entry of param: see findFilter.)
+func tokenValueKey(param string, v fhir.TokenValue) any {
+	switch {
+	case v.AnySystem:
+		return compKey(param, 0, kindTokenCode, v.Code)
+	case v.Code == "":
+		return bson.Regex{Pattern: "^" + regexp.QuoteMeta(compKey(param, 0, kindTokenExact, v.System, ""))}
 	}
-	return b.String()
+	return compKey(param, 0, kindTokenExact, v.System, v.Code)
 }
 
-// tokenKeys lists the keys stored for a version's tokens, without duplicates.
-func tokenKeys(toks []fhir.IndexEntry) []string {
-	if len(toks) == 0 {
-		return nil
-	}
-	seen := make(map[string]bool, 4*len(toks))
-	keys := make([]string, 0, 4*len(toks))
-	add := func(k string) {
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-	}
-	for _, t := range toks {
-		if !t.IsToken() {
+// hasToken evaluates tokenValueKey in memory.
+func hasToken(ix entryList, param string, v fhir.TokenValue) bool {
+	for i := range ix {
+		e := &ix[i]
+		if e.Param != param {
 			continue
 		}
-		add(tokenKey(t.Param, "e", t.System, t.Code))
-		add(tokenKey(t.Param, "c", t.Code))
-		add(tokenKey(t.Param, "s", t.System))
-		add(tokenKey(t.Param, "p"))
+		if v.AnySystem && v.Code == "" {
+			return true
+		}
+		if e.Comp != 0 || !hasTokenKeys(e) {
+			continue
+		}
+		switch {
+		case v.AnySystem:
+			if e.Code == v.Code {
+				return true
+			}
+		case e.System == v.System && (v.Code == "" || e.Code == v.Code):
+			return true
+		}
 	}
-	return keys
-}
-
-// valueKey is the one key a version has exactly when one of its tokens of
-// param matches v (fhir.TokenValue semantics).
-func valueKey(param string, v fhir.TokenValue) string {
-	switch {
-	case v.AnySystem && v.Code == "":
-		return tokenKey(param, "p")
-	case v.AnySystem:
-		return tokenKey(param, "c", v.Code)
-	case v.Code == "":
-		return tokenKey(param, "s", v.System)
-	default:
-		return tokenKey(param, "e", v.System, v.Code)
-	}
+	return false
 }
 
 // repairBatch is how many versions one repair query reads.
 const repairBatch = 500
 
-// refresh makes sure current reflects every version committed so far: it
-// runs repair from the checkpoint (two queries when nothing is behind).
+// refresh makes sure current reflects every version committed so far.
 func (s *Store) refresh(ctx context.Context) error {
-	cp, err := s.counter(ctx, projectedCounter)
+	_, err := s.refreshSeq(ctx)
+	return err
+}
+
+// refreshSeq reads the feed counter and the checkpoint, in one query, and
+// runs repair from the checkpoint unless it has reached the counter: every
+// version of a write that returned before the call has a position at or
+// below the counter, and the checkpoint passes a position only once its
+// version is projected. So one read suffices when nothing is behind. It
+// returns the counter it read.
+func (s *Store) refreshSeq(ctx context.Context) (int64, error) {
+	cs, err := findAll[struct {
+		ID string `bson:"_id"`
+		N  int64  `bson:"n"`
+	}](ctx, s.counters, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{seqCounter, projectedCounter}}}}})
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("read counters: %w", err)
+	}
+	var seq, cp int64
+	for _, c := range cs {
+		if c.ID == seqCounter {
+			seq = c.N
+		} else {
+			cp = c.N
+		}
+	}
+	if cp >= seq {
+		return seq, nil
 	}
 	if err := s.repair(ctx, cp); err != nil {
-		return fmt.Errorf("repair projection: %w", err)
+		return 0, fmt.Errorf("repair projection: %w", err)
 	}
-	return nil
+	return seq, nil
 }
 
 // repair re-projects every version after checkpoint cp that current does not
@@ -316,21 +335,23 @@ func (s *Store) reproject(ctx context.Context, docs []versionDoc) error {
 	if len(latest) == 0 {
 		return nil
 	}
-	ids := make(bson.A, 0, len(latest))
-	for key := range latest {
-		ids = append(ids, key)
+	byType := map[string]bson.A{}
+	for key, d := range latest {
+		byType[d.Type] = append(byType[d.Type], key)
 	}
-	have, err := findAll[struct {
-		ID string `bson:"_id"`
-		V  int64  `bson:"v"`
-	}](ctx, s.current, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "v", Value: 1}}))
-	if err != nil {
-		return fmt.Errorf("read current: %w", err)
-	}
-	for _, h := range have {
-		if h.V >= latest[h.ID].V {
-			delete(latest, h.ID)
+	for typ, ids := range byType {
+		have, err := findAll[struct {
+			ID string `bson:"_id"`
+			V  int64  `bson:"v"`
+		}](ctx, s.currentOf(typ), bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetProjection(bson.D{{Key: "v", Value: 1}}))
+		if err != nil {
+			return fmt.Errorf("read current: %w", err)
+		}
+		for _, h := range have {
+			if h.V >= latest[h.ID].V {
+				delete(latest, h.ID)
+			}
 		}
 	}
 	for _, d := range latest {

@@ -221,7 +221,7 @@ func byMRN(code string) fhir.Match {
 func commitOnly(t *testing.T, s *Store, typ, id string, v int64, toks ...fhir.Token) {
 	t.Helper()
 	doc := &versionDoc{ID: versionID(typ, id, v), Type: typ, RID: id, V: v, Op: string(fhir.OpUpdate),
-		TS: bson.NewDateTimeFromTime(base), JSON: fmt.Appendf(nil, `{"v":%d}`, v), Tok: tokenKeys(toks)}
+		TS: bson.NewDateTimeFromTime(base), JSON: fmt.Appendf(nil, `{"v":%d}`, v), Ix: toEntryList(toks)}
 	if err := s.commit(context.Background(), doc); err != nil {
 		t.Fatalf("commit %s: %v", doc.ID, err)
 	}
@@ -230,7 +230,7 @@ func commitOnly(t *testing.T, s *Store, typ, id string, v int64, toks ...fhir.To
 func currentVersion(t *testing.T, s *Store, typ, id string) int64 {
 	t.Helper()
 	var d versionDoc
-	if err := s.current.FindOne(context.Background(), bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d); err != nil {
+	if err := s.currentOf(typ).FindOne(context.Background(), bson.D{{Key: "_id", Value: currentID(typ, id)}}).Decode(&d); err != nil {
 		t.Fatalf("read current %s/%s: %v", typ, id, err)
 	}
 	return d.V

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -21,8 +23,9 @@ import (
 )
 
 var (
-	_ fhir.Store   = (*Store)(nil)
-	_ fhir.Counter = (*Store)(nil)
+	_ fhir.Store     = (*Store)(nil)
+	_ fhir.Counter   = (*Store)(nil)
+	_ fhir.Reindexer = (*Store)(nil)
 )
 
 // Defaults.
@@ -33,12 +36,15 @@ const (
 
 // Names of the collections and of the counter documents.
 const (
-	versionsName = "versions"
-	currentName  = "current"
-	countersName = "counters"
+	versionsName  = "versions"
+	currentPrefix = "current." // + resource type
+	countersName  = "counters"
 
-	seqCounter       = "seq"
-	projectedCounter = "projected"
+	seqCounter = "seq"
+	// projectedCounter is the projection checkpoint. Databases made before
+	// current was split by type have theirs under "projected": the new name
+	// makes Open build the per-type collections from versions.
+	projectedCounter = "projection"
 )
 
 // Store is a fhir.Store in a MongoDB database. Set the exported fields before
@@ -58,11 +64,17 @@ type Store struct {
 	Logger *slog.Logger
 
 	client     *mongo.Client
+	db         *mongo.Database
 	versions   *mongo.Collection
-	current    *mongo.Collection
 	counters   *mongo.Collection
 	gapTimeout time.Duration
 	log        *slog.Logger
+	// readThenWrite: the server is FerretDB, whose updates are not atomic
+	// and whose only indexed lookup is an _id equality filter; upsertCurrent
+	// then checks the version itself (see there).
+	readThenWrite bool
+	// indexed holds the types whose current collection has its indexes.
+	indexed sync.Map
 }
 
 // New returns a Store for the database at uri; database may be empty (see
@@ -115,9 +127,10 @@ func (s *Store) Open(ctx context.Context) error {
 		SetReadConcern(readconcern.Majority()).
 		SetReadPreference(readpref.Primary()))
 	s.client = client
+	s.db = db
 	s.versions = db.Collection(versionsName)
-	s.current = db.Collection(currentName)
 	s.counters = db.Collection(countersName)
+	s.indexed.Clear()
 	if err := s.setUp(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		s.client = nil
@@ -130,6 +143,11 @@ func (s *Store) setUp(ctx context.Context) error {
 	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
+	var info bson.M
+	if err := s.client.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return fmt.Errorf("build info: %w", err)
+	}
+	_, s.readThenWrite = info["ferretdbVersion"]
 	indexes := []struct {
 		c     *mongo.Collection
 		model mongo.IndexModel
@@ -137,8 +155,6 @@ func (s *Store) setUp(ctx context.Context) error {
 		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "seq", Value: 1}}, Options: options.Index().SetName("seq_unique").SetUnique(true)}},
 		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "rid", Value: 1}, {Key: "v", Value: -1}}, Options: options.Index().SetName("type_rid_v")}},
 		{s.versions, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "seq", Value: -1}}, Options: options.Index().SetName("type_seq")}},
-		{s.current, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "tok", Value: 1}}, Options: options.Index().SetName("type_tok")}},
-		{s.current, mongo.IndexModel{Keys: bson.D{{Key: "type", Value: 1}, {Key: "ts", Value: 1}}, Options: options.Index().SetName("type_ts")}},
 	}
 	// One at a time: FerretDB 1.24 panics when one createIndexes command
 	// lists several indexes that already exist.
@@ -154,6 +170,51 @@ func (s *Store) setUp(ctx context.Context) error {
 		}
 	}
 	return s.refresh(ctx)
+}
+
+// currentIndexes are the indexes of every current collection: k for the
+// conditions on keys (multikey), ts for _lastUpdated (with _id for its ties);
+// _id serves the default order (type, then id) and lookups.
+var currentIndexes = []mongo.IndexModel{
+	{Keys: bson.D{{Key: "k", Value: 1}}, Options: options.Index().SetName("k")},
+	{Keys: bson.D{{Key: "ts", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("ts_id")},
+}
+
+// currentOf is the current collection of typ.
+func (s *Store) currentOf(typ string) *mongo.Collection {
+	return s.db.Collection(currentPrefix + typ)
+}
+
+// ensureIndexes creates the indexes of typ's current collection, once per
+// Open (the projection calls it before it writes to the collection).
+func (s *Store) ensureIndexes(ctx context.Context, typ string) error {
+	if _, ok := s.indexed.Load(typ); ok {
+		return nil
+	}
+	c := s.currentOf(typ)
+	for _, m := range currentIndexes { // one at a time, as in setUp
+		if _, err := c.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("create index on %s: %w", c.Name(), err)
+		}
+	}
+	s.indexed.Store(typ, true)
+	return nil
+}
+
+// currentTypes lists the types that have a current collection.
+func (s *Store) currentTypes(ctx context.Context) ([]string, error) {
+	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("list collections: %w", err)
+	}
+	var types []string
+	for _, n := range names {
+		if t, ok := strings.CutPrefix(n, currentPrefix); ok && validType(t) {
+			types = append(types, t)
+		}
+	}
+	slices.Sort(types)
+	return types, nil
 }
 
 // Close disconnects from the server.
@@ -181,7 +242,8 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // versionDoc is a document of the versions collection (a version or a void);
-// the current collection uses the same shape with _id "Type/id".
+// the current collections use the same shape with _id "Type/id", plus the
+// search fields (see fieldsOf).
 type versionDoc struct {
 	ID   string        `bson:"_id"`
 	Type string        `bson:"type,omitempty"`
@@ -192,7 +254,8 @@ type versionDoc struct {
 	TS   bson.DateTime `bson:"ts"`
 	At   bson.DateTime `bson:"at"`
 	JSON []byte        `bson:"json,omitempty"`
-	Tok  []string      `bson:"tok,omitempty"`
+	Tok  []string      `bson:"tok,omitempty"` // token keys of versions written before ix
+	Ix   entryList     `bson:"ix,omitempty"`
 	Void bool          `bson:"void,omitempty"`
 }
 
@@ -211,8 +274,8 @@ func (d *versionDoc) change() fhir.Change {
 	return fhir.Change{Seq: d.Seq, Resource: d.resource()}
 }
 
-// withoutBody is the projection that leaves the body out.
-var withoutBody = bson.D{{Key: "json", Value: 0}}
+// withoutBody is the projection that leaves the body and the index entries out.
+var withoutBody = bson.D{{Key: "json", Value: 0}, {Key: "ix", Value: 0}}
 
 func versionID(typ, id string, v int64) string {
 	return typ + "/" + id + "/" + strconv.FormatInt(v, 10)

@@ -46,7 +46,7 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 		Op:   string(w.Op),
 		TS:   bson.NewDateTimeFromTime(w.LastUpdated),
 		JSON: w.JSON,
-		Tok:  tokenKeys(w.Index),
+		Ix:   toEntryList(w.Index),
 	}
 	if err := s.commit(ctx, doc); err != nil {
 		return fhir.Change{}, fmt.Errorf("mongostore: write %s: %w", ref, err)
@@ -62,25 +62,23 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 
 // checkVersion fails with ErrVersionConflict unless version v-1 exists (v > 1)
 // and version v does not. Since versions are gap-free and never deleted, this
-// means v-1 is the latest version.
+// means v-1 is the latest version. Both are reads by _id, which FerretDB,
+// unlike other filters, answers without scanning the collection.
 func (s *Store) checkVersion(ctx context.Context, typ, id string, v int64) error {
-	ids := bson.A{versionID(typ, id, v)}
-	if v > 1 {
-		ids = append(ids, versionID(typ, id, v-1))
-	}
-	found, err := findAll[idDoc](ctx, s.versions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	found, err := s.exists(ctx, versionID(typ, id, v))
 	if err != nil {
 		return fmt.Errorf("check current version: %w", err)
 	}
-	hasPrev := v == 1
-	for _, f := range found {
-		if f.ID == ids[0] {
-			return fhir.ErrVersionConflict
-		}
-		hasPrev = true
+	if found {
+		return fhir.ErrVersionConflict
 	}
-	if !hasPrev {
+	if v == 1 {
+		return nil
+	}
+	if found, err = s.exists(ctx, versionID(typ, id, v-1)); err != nil {
+		return fmt.Errorf("check current version: %w", err)
+	}
+	if !found {
 		return fhir.ErrVersionConflict
 	}
 	return nil
@@ -144,7 +142,7 @@ func (s *Store) settle(ctx context.Context, doc *versionDoc) (landed bool) {
 		return false
 	}
 	return got.Seq == doc.Seq && got.Op == doc.Op && got.TS == doc.TS &&
-		bytes.Equal(got.JSON, doc.JSON) && slices.Equal(got.Tok, doc.Tok)
+		bytes.Equal(got.JSON, doc.JSON) && slices.Equal(got.Ix, doc.Ix)
 }
 
 // nextSeq takes the next feed position.
@@ -199,54 +197,97 @@ func (s *Store) void(ctx context.Context, seq int64) (bool, error) {
 //
 // MongoDB applies the conditional upsert atomically. FerretDB 1.x does not (it
 // reads, then writes), so this write may overwrite a later version projected
-// meanwhile; hence, after writing, project checks versions for a later version
-// and projects that too. Whoever writes current last checks afterwards, so
-// current ends at the latest version.
+// meanwhile; hence, after writing, project looks for the next version (by
+// _id: versions are gap-free) and projects that too. Whoever writes current
+// last checks afterwards, so current ends at the latest version.
 func (s *Store) project(ctx context.Context, doc *versionDoc) error {
+	return s.projectAt(ctx, doc, false)
+}
+
+// projectAt is project; with again, it also rewrites current when it holds
+// doc's version (for Reindex).
+func (s *Store) projectAt(ctx context.Context, doc *versionDoc, again bool) error {
 	for {
-		wrote, err := s.upsertCurrent(ctx, doc)
+		wrote, err := s.upsertCurrent(ctx, doc, again)
+		again = false
 		if err != nil || !wrote {
 			return err
 		}
-		latest, found, err := s.latest(ctx, doc.Type, doc.RID, false)
-		if err != nil {
-			return err
-		}
-		if !found || latest.V <= doc.V {
+		var next versionDoc
+		err = s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: versionID(doc.Type, doc.RID, doc.V+1)}}).Decode(&next)
+		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil
 		}
-		var full versionDoc
-		if err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: latest.ID}}).Decode(&full); err != nil {
-			return fmt.Errorf("read %s: %w", latest.ID, err)
+		if err != nil {
+			return fmt.Errorf("look for a version after %s: %w", doc.ID, err)
 		}
-		doc = &full
+		doc = &next
 	}
 }
 
-// upsertCurrent writes doc to current unless current holds doc's version or a
-// later one; it reports whether it wrote.
-func (s *Store) upsertCurrent(ctx context.Context, doc *versionDoc) (bool, error) {
-	tok := doc.Tok
-	if tok == nil {
-		tok = []string{}
-	}
+// upsertCurrent writes doc to current unless current holds doc's version
+// (unless again) or a later one; it reports whether it wrote. The current
+// document carries the version's entries and the search fields derived from
+// them (see fieldsOf).
+func (s *Store) upsertCurrent(ctx context.Context, doc *versionDoc, again bool) (bool, error) {
 	var body any // null for a deletion
 	if doc.JSON != nil {
 		body = doc.JSON
 	}
-	res, err := s.current.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: currentID(doc.Type, doc.RID)}, {Key: "v", Value: bson.D{{Key: "$lt", Value: doc.V}}}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "type", Value: doc.Type},
-			{Key: "rid", Value: doc.RID},
-			{Key: "v", Value: doc.V},
-			{Key: "seq", Value: doc.Seq},
-			{Key: "op", Value: doc.Op},
-			{Key: "ts", Value: doc.TS},
-			{Key: "tok", Value: tok},
-			{Key: "json", Value: body},
-		}}},
-		options.UpdateOne().SetUpsert(true))
+	ix := doc.entryList()
+	if ix == nil {
+		ix = entryList{}
+	}
+	sf := fieldsOf(ix)
+	set := bson.D{
+		{Key: "type", Value: doc.Type},
+		{Key: "rid", Value: doc.RID},
+		{Key: "v", Value: doc.V},
+		{Key: "seq", Value: doc.Seq},
+		{Key: "op", Value: doc.Op},
+		{Key: "ts", Value: doc.TS},
+		{Key: "ix", Value: ix},
+		{Key: "k", Value: sf.keys},
+		{Key: "json", Value: body},
+	}
+	var unset bson.D // empty fields are left out: FerretDB's scans pay for every value
+	for _, f := range []bson.E{{Key: "n", Value: sf.num}, {Key: "d", Value: sf.date}, {Key: "sk", Value: sf.sortValues}} {
+		if len(f.Value.(bson.D)) > 0 {
+			set = append(set, f)
+		} else {
+			unset = append(unset, bson.E{Key: f.Key, Value: ""})
+		}
+	}
+	update := bson.D{{Key: "$set", Value: set}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	if err := s.ensureIndexes(ctx, doc.Type); err != nil {
+		return false, fmt.Errorf("project %s: %w", doc.ID, err)
+	}
+	current := s.currentOf(doc.Type)
+	id := currentID(doc.Type, doc.RID)
+	older := "$lt"
+	if again {
+		older = "$lte"
+	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "v", Value: bson.D{{Key: older, Value: doc.V}}}}
+	if s.readThenWrite {
+		// What FerretDB would do with the conditional filter, but by _id,
+		// which it looks up instead of scanning the collection.
+		var cur struct {
+			V int64 `bson:"v"`
+		}
+		err := current.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "v", Value: 1}})).Decode(&cur)
+		switch {
+		case err == nil && (cur.V > doc.V || cur.V == doc.V && !again):
+			return false, nil
+		case err != nil && !errors.Is(err, mongo.ErrNoDocuments):
+			return false, fmt.Errorf("project %s: %w", doc.ID, err)
+		}
+		filter = bson.D{{Key: "_id", Value: id}}
+	}
+	res, err := current.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
 		return false, nil // current holds a later version: no match, and the upsert could not insert
 	}
@@ -265,4 +306,42 @@ func (s *Store) advance(ctx context.Context, seq int64) {
 	if err != nil {
 		s.log.Debug("mongostore: checkpoint not advanced", "seq", seq, "err", err)
 	}
+}
+
+// Reindex replaces the index entries of version of typ/id if it is the latest
+// version and not a deletion (fhir.Reindexer): on the version document, from
+// which the projection and its repair take them, then on the current
+// document.
+func (s *Store) Reindex(ctx context.Context, typ, id string, version int64, entries []fhir.IndexEntry) error {
+	ref := versionID(typ, id, version)
+	var doc versionDoc
+	err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
+	}
+	if doc.Op == string(fhir.OpDelete) {
+		return nil
+	}
+	if newer, err := s.exists(ctx, versionID(typ, id, version+1)); err != nil || newer {
+		if err != nil {
+			return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
+		}
+		return nil // replaced: the newer version has its own entries
+	}
+	doc.Ix, doc.Tok = toEntryList(entries), nil
+	ix := doc.Ix
+	if ix == nil {
+		ix = entryList{}
+	}
+	if _, err := s.versions.UpdateOne(ctx, bson.D{{Key: "_id", Value: ref}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "ix", Value: ix}}}, {Key: "$unset", Value: bson.D{{Key: "tok", Value: ""}}}}); err != nil {
+		return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
+	}
+	if err := s.projectAt(ctx, &doc, true); err != nil {
+		return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
+	}
+	return nil
 }

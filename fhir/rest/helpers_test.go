@@ -53,9 +53,10 @@ func sharedValidator(t testing.TB) *conformance.Validator {
 
 // testServer is a real server on 127.0.0.1:0 over a fresh embedded store.
 type testServer struct {
-	t     testing.TB
-	URL   string // the FHIR base
-	Store fhir.Store
+	t       testing.TB
+	URL     string // the FHIR base
+	Store   fhir.Store
+	Service *fhir.Service // the server's write path, for loading data without HTTP
 }
 
 // engine selects the store newTestServer uses: "sqlite" or "mongo".
@@ -127,7 +128,7 @@ func newTestServer(t testing.TB, configure ...func(*rest.Server)) *testServer {
 		hs.Close()
 		store.Close(context.Background())
 	})
-	return &testServer{t: t, URL: hs.URL + "/fhir", Store: store}
+	return &testServer{t: t, URL: hs.URL + "/fhir", Store: store, Service: svc}
 }
 
 // response is a received HTTP response with its body read.

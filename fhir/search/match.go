@@ -230,9 +230,13 @@ func dateMatches(v Value, s, e int64) bool {
 	case PrefixLt:
 		return s < v.Start
 	case PrefixGe:
-		return e > v.Start
+		// The range above the value overlaps the target, or the value's
+		// range contains it.
+		return e > v.End || (s >= v.Start && e <= v.End)
 	case PrefixLe:
-		return s < v.End
+		// The range below the value overlaps the target, or the value's
+		// range contains it.
+		return s < v.Start || (s >= v.Start && e <= v.End)
 	case PrefixSa:
 		return s >= v.End
 	case PrefixEb:

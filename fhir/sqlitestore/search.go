@@ -332,9 +332,9 @@ func dateCond(q *sqlb, a string, v search.Value) {
 	case search.PrefixLt:
 		q.w(s+" < ?", v.Start)
 	case search.PrefixGe:
-		q.w(e+" > ?", v.Start)
+		q.w("("+e+" > ? OR ("+s+" >= ? AND "+e+" <= ?))", v.End, v.Start, v.End)
 	case search.PrefixLe:
-		q.w(s+" < ?", v.End)
+		q.w("("+s+" < ? OR ("+s+" >= ? AND "+e+" <= ?))", v.Start, v.Start, v.End)
 	case search.PrefixSa:
 		q.w(s+" >= ?", v.End)
 	case search.PrefixEb:

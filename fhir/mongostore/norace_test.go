@@ -1,0 +1,5 @@
+//go:build !race
+
+package mongostore
+
+const raceEnabled = false
