@@ -618,11 +618,11 @@ func valueFilter(param string, comp int, t fhir.ParamType, mod string, v search.
 	case "identifier":
 		return tokenCond(param, comp, v)
 	case "of-type":
-		parts := splitEscaped(v.Raw, '|')
+		parts := search.SplitEscaped(v.Raw, '|')
 		if len(parts) != 3 {
 			return presentCond(param)
 		}
-		idType, code := unescape(parts[0])+"|"+unescape(parts[1]), unescape(parts[2])
+		idType, code := search.Unescape(parts[0])+"|"+search.Unescape(parts[1]), search.Unescape(parts[2])
 		if !validKey(idType, code) {
 			return presentCond(param)
 		}
@@ -757,43 +757,4 @@ func dateRangeCond(param string, v search.Value) valueCond {
 	}
 	// ne, and ap, whose window moves with the clock the matcher reads.
 	return presentCond(param)
-}
-
-// splitEscaped and unescape read :of-type values exactly as search.Match
-// does.
-func splitEscaped(v string, sep byte) []string {
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(v); i++ {
-		switch {
-		case v[i] == '\\' && i+1 < len(v) && (v[i+1] == ',' || v[i+1] == '|' || v[i+1] == '$' || v[i+1] == '\\'):
-			if v[i+1] == sep {
-				cur.WriteByte(v[i+1])
-			} else {
-				cur.WriteByte('\\')
-				cur.WriteByte(v[i+1])
-			}
-			i++
-		case v[i] == sep:
-			out = append(out, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(v[i])
-		}
-	}
-	return append(out, cur.String())
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

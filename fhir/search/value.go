@@ -84,6 +84,13 @@ func splitEscaped(v string, sep byte) []string {
 	return append(out, cur.String())
 }
 
+// SplitEscaped splits a search value at sep, honouring backslash escapes
+// (\, \| \$ \\); the stores read :of-type values with it, as Match does.
+func SplitEscaped(v string, sep byte) []string { return splitEscaped(v, sep) }
+
+// Unescape removes the backslash escapes of a search value part.
+func Unescape(s string) string { return unescape(s) }
+
 func unescape(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
