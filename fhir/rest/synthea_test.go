@@ -6,6 +6,7 @@ package rest_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,9 +47,15 @@ func TestSyntheaSearch(t *testing.T) {
 	runSyntheaCases(t, s, o)
 }
 
+// mongoPatients is how many patient Bundles TestSyntheaSearchMongo loads.
+// FerretDB is slow, and its writes slow down as data accumulates: ten
+// Bundles (2,695 resources) took 10 to 20 minutes (writes averaging 1.8 s),
+// one (180) took 5 s.
+const mongoPatients = 3
+
 // TestSyntheaSearchMongo runs the same oracle on the MongoDB engine, on a
-// subset (the shared Organizations and Practitioners and 10 patients):
-// FerretDB is slow.
+// subset: the shared Organizations and Practitioners and the first
+// mongoPatients patients.
 func TestSyntheaSearchMongo(t *testing.T) {
 	skipSynthea(t)
 	if _, ok := any((*mongostore.Store)(nil)).(search.Backend); !ok {
@@ -56,7 +63,7 @@ func TestSyntheaSearchMongo(t *testing.T) {
 	}
 	dir := t.TempDir()
 	files, _ := filepath.Glob(filepath.Join(syntheaDir, "*Information*.json.gz"))
-	for i := 1; i <= 10; i++ {
+	for i := 1; i <= mongoPatients; i++ {
 		files = append(files, filepath.Join(syntheaDir, fmt.Sprintf("patient-%04d.json.gz", i)))
 	}
 	for _, f := range files {
@@ -73,6 +80,65 @@ func TestSyntheaSearchMongo(t *testing.T) {
 	s := newTestServer(t)
 	o := loadSynthea(t, s, dir)
 	runSyntheaCases(t, s, o)
+}
+
+// TestSyntheaLoader checks searchtest.Synthea on small Bundles with what the
+// SMART set lacks: conditional references, ifNoneExist, a resource without
+// an id, a forward reference.
+func TestSyntheaLoader(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, gz bool) {
+		var buf bytes.Buffer
+		if gz {
+			zw := gzip.NewWriter(&buf)
+			zw.Write([]byte(content))
+			zw.Close()
+		} else {
+			buf.WriteString(content)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("hospitalInformation1.json.gz", `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:org-1","resource":{"resourceType":"Organization","id":"org-1","identifier":[{"system":"urn:s","value":"o1"}],"name":"A"}}]}`, true)
+	write("patient-0001.json.gz", `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:p-1","resource":{"resourceType":"Patient","id":"p-1"}},
+		{"fullUrl":"urn:uuid:org-1","resource":{"resourceType":"Organization","id":"org-1","name":"A copy"}},
+		{"fullUrl":"urn:uuid:e-1","resource":{"resourceType":"Encounter","id":"e-1",
+			"subject":{"reference":"urn:uuid:p-1"},"serviceProvider":{"reference":"Organization?identifier=urn:s|o1"},
+			"participant":[{"individual":{"reference":"urn:uuid:pr-1"}}]}},
+		{"fullUrl":"urn:uuid:org-2","resource":{"resourceType":"Organization","identifier":[{"system":"urn:s","value":"o1"}]},
+			"request":{"method":"POST","url":"Organization","ifNoneExist":"identifier=urn:s|o1"}},
+		{"fullUrl":"urn:uuid:pr-1","resource":{"resourceType":"Practitioner","name":[{"text":"a \"quoted\" reference: {\"reference\":\"urn:uuid:x\"}"}]}},
+		{"fullUrl":"urn:uuid:o-1","resource":{"resourceType":"Observation","id":"o-1","performer":[{"reference":"urn:uuid:org-2"}],
+			"subject":{"reference":"Patient/p-1"},"valueQuantity":{"value":1.50}}}]}`, true)
+	write("patient-0002.json.gz", "not a Bundle: the license text", false)
+
+	var got []string
+	n, err := searchtest.Synthea(dir, func(typ, id string, body []byte) error {
+		got = append(got, typ+"/"+id+" "+string(body))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`Organization/org-1 {"resourceType":"Organization","id":"org-1","identifier":[{"system":"urn:s","value":"o1"}],"name":"A"}`,
+		`Patient/p-1 {"resourceType":"Patient","id":"p-1"}`,
+		`Encounter/e-1 {"resourceType":"Encounter","id":"e-1","subject":{"reference":"Patient/p-1"},"serviceProvider":{"reference":"Organization/org-1"},"participant":[{"individual":{"reference":"Practitioner/pr-1"}}]}`,
+		`Practitioner/pr-1 {"resourceType":"Practitioner","id":"pr-1","name":[{"text":"a \"quoted\" reference: {\"reference\":\"urn:uuid:x\"}"}]}`,
+		`Observation/o-1 {"resourceType":"Observation","id":"o-1","performer":[{"reference":"Organization/org-1"}],"subject":{"reference":"Patient/p-1"},"valueQuantity":{"value":1.50}}`,
+	}
+	if n != len(want) || !slices.Equal(got, want) {
+		t.Errorf("got %d resources:\n%s\nwant %d:\n%s", n, strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+	}
+
+	write("patient-0003.json.gz", `{"resourceType":"Bundle","entry":[
+		{"fullUrl":"urn:uuid:e-2","resource":{"resourceType":"Encounter","subject":{"reference":"urn:uuid:nobody"}}}]}`, true)
+	if _, err := searchtest.Synthea(dir, func(string, string, []byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "urn:uuid:nobody") {
+		t.Errorf("a dangling urn:uuid reference: got error %v, want one naming it", err)
+	}
 }
 
 func skipSynthea(t *testing.T) {

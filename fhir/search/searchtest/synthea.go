@@ -333,8 +333,8 @@ func (l *loader) resolve(ref string, local map[string]string, localIdent map[str
 }
 
 // resolveIdent finds the id of the resource of typ that criteria
-// "identifier=system|value" (or "identifier=value" when unique to a system
-// seen) select.
+// "identifier=system|value" select ("identifier=value": an identifier
+// without a system), in the Bundle or among the shared resources.
 func (l *loader) resolveIdent(typ, criteria string, localIdent map[string]string) (string, bool) {
 	q, err := url.ParseQuery(criteria)
 	if err != nil || len(q) != 1 || len(q["identifier"]) != 1 {
