@@ -58,7 +58,7 @@ func sortKeys(q *search.Query) []sortKey {
 			continue
 		}
 		keys = append(keys, sortKey{
-			expr: fmt.Sprintf("(SELECT %s(s.%s) FROM %s s WHERE s.type = c.type AND s.id = c.id AND s.param = ? AND s.comp = 0)", agg, col, table),
+			expr: fmt.Sprintf("(SELECT %s(s.%s) FROM %s s WHERE s.rk = c.rk AND s.param = ? AND s.comp = 0)", agg, col, table),
 			args: []any{p.Code}, desc: k.Desc, text: text, int: isInt,
 		})
 	}
@@ -87,7 +87,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query, page search.Page) (
 		typ = types[0]
 	}
 	for i := range q.Clauses {
-		filter.w(" AND (c.type, c.id) IN (")
+		filter.w(" AND c.rk IN (")
 		if err := s.clause(&filter, &q.Clauses[i], typ, true); err != nil {
 			return nil, err
 		}

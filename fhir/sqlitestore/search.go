@@ -71,7 +71,7 @@ func typeCond(q *sqlb, a, typ string) {
 	}
 }
 
-// set writes a subquery selecting (type, id) of the resources of typ that
+// set writes a subquery selecting the rk of the resources of typ that
 // match clause c, ignoring :missing and :not (see clause).
 func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 	switch {
@@ -87,12 +87,13 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 		return nil
 	case c.Has != nil:
 		a := q.alias()
-		q.w("SELECT " + a + ".rtype, " + a + ".rid FROM idx_ref " + a + " WHERE ")
+		t := q.alias()
+		q.w("SELECT " + t + ".rk FROM idx_ref " + a + " JOIN current " + t + " ON " + t + ".type = " + a + ".rtype AND " + t + ".id = " + a + ".rid WHERE ")
 		q.w(a+".type = ? AND "+a+".param = ? AND "+a+".comp = 0 AND ", c.Has.Type, c.Has.Ref.Code)
 		if typ != "" && typ != "Resource" {
 			q.w(a+".rtype = ? AND ", typ)
 		}
-		q.w("(" + a + ".type, " + a + ".id) IN (")
+		q.w(a + ".rk IN (")
 		if err := s.clause(q, &c.Has.Clause, c.Has.Type, true); err != nil {
 			return err
 		}
@@ -100,18 +101,19 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 		return nil
 	case len(c.Chain) > 0:
 		a := q.alias()
-		q.w("SELECT " + a + ".type, " + a + ".id FROM idx_ref " + a + " WHERE ")
+		q.w("SELECT " + a + ".rk FROM idx_ref " + a + " WHERE ")
 		typeCond(q, a, typ)
 		q.w(a+".param = ? AND "+a+".comp = 0 AND "+a+".rid != '' AND (", c.Param.Code)
 		for i := range c.Chain {
 			if i > 0 {
 				q.w(" OR ")
 			}
-			q.w("("+a+".rtype = ? AND ("+a+".rtype, "+a+".rid) IN (", c.Chain[i].Type)
+			t := q.alias()
+			q.w("("+a+".rtype = ? AND "+a+".rid IN (SELECT "+t+".id FROM current "+t+" WHERE "+t+".rk IN (", c.Chain[i].Type)
 			if err := s.clause(q, &c.Chain[i].Clause, c.Chain[i].Type, true); err != nil {
 				return err
 			}
-			q.w("))")
+			q.w(")))")
 		}
 		q.w(")")
 		return nil
@@ -121,7 +123,7 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 				q.w(" UNION ")
 			}
 			a := q.alias()
-			q.w("SELECT " + a + ".type, " + a + ".id FROM " + t + " " + a + " WHERE ")
+			q.w("SELECT " + a + ".rk FROM " + t + " " + a + " WHERE ")
 			typeCond(q, a, typ)
 			q.w(a+".param = ?", c.Param.Code)
 		}
@@ -131,7 +133,7 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 	}
 	table := tableFor(c.Param.Type, c.Modifier)
 	a := q.alias()
-	q.w("SELECT " + a + ".type, " + a + ".id FROM " + table + " " + a + " WHERE ")
+	q.w("SELECT " + a + ".rk FROM " + table + " " + a + " WHERE ")
 	typeCond(q, a, typ)
 	q.w(a+".param = ? AND "+a+".comp = 0 AND (", c.Param.Code)
 	for i, v := range c.Values {
@@ -146,7 +148,7 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 	return nil
 }
 
-// clause writes the (type, id) set of the resources of typ matching c,
+// clause writes the rk set of the resources of typ matching c,
 // including :missing=true and :not, as a subquery body.
 func (s *Store) clause(q *sqlb, c *search.Clause, typ string, _ bool) error {
 	negate := (c.Modifier == "missing" && c.Values[0].Str == "true") || c.Modifier == "not"
@@ -155,9 +157,9 @@ func (s *Store) clause(q *sqlb, c *search.Clause, typ string, _ bool) error {
 	}
 	// All current resources of typ, less those in the set.
 	a := q.alias()
-	q.w("SELECT " + a + ".type, " + a + ".id FROM current " + a + " WHERE ")
+	q.w("SELECT " + a + ".rk FROM current " + a + " WHERE ")
 	typeCond(q, a, typ)
-	q.w(a + ".deleted = 0 AND (" + a + ".type, " + a + ".id) NOT IN (")
+	q.w(a + ".deleted = 0 AND " + a + ".rk NOT IN (")
 	c2 := *c
 	if c.Modifier == "not" {
 		c2.Modifier = ""
@@ -187,7 +189,7 @@ func tableFor(t fhir.ParamType, mod string) string {
 func (s *Store) compositeSet(q *sqlb, c *search.Clause, typ string) error {
 	comps := c.Param.Components
 	a := q.alias()
-	q.w("SELECT " + a + ".type, " + a + ".id FROM " + tableFor(comps[0].Type, "") + " " + a + " WHERE ")
+	q.w("SELECT " + a + ".rk FROM " + tableFor(comps[0].Type, "") + " " + a + " WHERE ")
 	typeCond(q, a, typ)
 	q.w(a+".param = ? AND "+a+".comp = 1 AND (", c.Param.Code)
 	for i, v := range c.Values {
@@ -200,7 +202,7 @@ func (s *Store) compositeSet(q *sqlb, c *search.Clause, typ string) error {
 		}
 		for k := 1; k < len(comps); k++ {
 			b := q.alias()
-			q.w(" AND EXISTS (SELECT 1 FROM " + tableFor(comps[k].Type, "") + " " + b + " WHERE " + b + ".type = " + a + ".type AND " + b + ".id = " + a + ".id AND " + b + ".param = " + a + ".param AND " + b + ".grp = " + a + ".grp AND " + fmt.Sprintf("%s.comp = %d AND ", b, k+1))
+			q.w(" AND EXISTS (SELECT 1 FROM " + tableFor(comps[k].Type, "") + " " + b + " WHERE " + b + ".rk = " + a + ".rk AND " + b + ".param = " + a + ".param AND " + b + ".grp = " + a + ".grp AND " + fmt.Sprintf("%s.comp = %d AND ", b, k+1))
 			if err := cond(q, b, comps[k].Type, "", v.Parts[k]); err != nil {
 				return err
 			}
