@@ -457,6 +457,18 @@ func (s *Service) ConditionalDelete(ctx context.Context, typ, criteria string) (
 	}
 }
 
+// Match finds at most limit current resources of typ matching criteria (the
+// query string of a conditional interaction or reference).
+func (s *Service) Match(ctx context.Context, typ, criteria string, limit int) ([]Resource, error) {
+	if err := s.checkType(typ); err != nil {
+		return nil, err
+	}
+	return s.match(ctx, typ, criteria, limit)
+}
+
+// AssignID makes a new server-assigned id.
+func (s *Service) AssignID() string { return s.newID() }
+
 // match finds at most limit current resources of typ matching criteria.
 func (s *Service) match(ctx context.Context, typ, criteria string, limit int) ([]Resource, error) {
 	if s.Finder != nil {

@@ -17,8 +17,9 @@ import (
 const mediaTypeKey = "fhir.mediatype"
 
 const (
-	mimeFHIRJSON = "application/fhir+json"
-	mimeJSON     = "application/json"
+	mimeFHIRJSON  = "application/fhir+json"
+	mimeJSON      = "application/json"
+	mimeJSONPatch = "application/json-patch+json"
 )
 
 // responseType decides the response media type from _format and Accept. It
@@ -87,6 +88,11 @@ func (s *Server) readRawBody(c echo.Context) ([]byte, error) {
 
 // readBody reads a JSON request body, enforcing the size limit and content type.
 func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	return s.readBodyLimit(c, s.MaxBodyBytes)
+}
+
+// readBodyLimit is readBody with another size limit.
+func (s *Server) readBodyLimit(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -101,7 +107,6 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 			return nil, fhir.NotSupported(http.StatusUnsupportedMediaType, "Content-Type %q is not supported; send application/fhir+json", mt)
 		}
 	}
-	limit := s.MaxBodyBytes
 	if r.ContentLength > limit {
 		return nil, fhir.TooLarge("the body is %d bytes; the limit is %d", r.ContentLength, limit)
 	}

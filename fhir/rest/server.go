@@ -26,6 +26,8 @@ type Server struct {
 	BaseURL string
 	// MaxBodyBytes limits request bodies (default 16 MiB).
 	MaxBodyBytes int64
+	// MaxBundleBytes limits batch and transaction Bundles (default 256 MiB).
+	MaxBundleBytes int64
 	// DefaultCount and MaxCount bound _count on history (defaults 50, 1000).
 	DefaultCount, MaxCount int
 	// SoftwareVersion is reported in the CapabilityStatement.
@@ -41,6 +43,7 @@ type Server struct {
 	Registry *prometheus.Registry
 
 	metrics  *metrics
+	handler  http.Handler // what Handler returned: bundles dispatch entries to it
 	capMu    sync.Mutex
 	capCache map[string][]byte
 }
@@ -53,6 +56,9 @@ const BasePath = "/fhir"
 func (s *Server) Handler() http.Handler {
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = 16 << 20
+	}
+	if s.MaxBundleBytes <= 0 {
+		s.MaxBundleBytes = 256 << 20
 	}
 	if s.DefaultCount <= 0 {
 		s.DefaultCount = 50
@@ -91,7 +97,7 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/metadata", s.capabilities)
 	g.GET("", s.searchSystem)
 	g.POST("/_search", s.searchSystem)
-	g.POST("", s.notSupported("batch", "batch and transaction bundles"))
+	g.POST("", s.bundle)
 	g.GET("/_history", s.history("history-system"))
 	g.POST("/$reindex", s.reindex)
 	g.POST("/:type/$reindex", s.reindex)
@@ -112,6 +118,7 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/:type/:id/:rtype", s.searchCompartment)
 	g.POST("/:type/:id/:rtype/_search", s.searchCompartment)
 	g.GET("/:type/:id/_history/:vid", s.vread)
+	s.handler = e
 	return e
 }
 

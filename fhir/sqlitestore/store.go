@@ -17,9 +17,10 @@ import (
 )
 
 var (
-	_ fhir.Store     = (*Store)(nil)
-	_ fhir.Counter   = (*Store)(nil)
-	_ fhir.Reindexer = (*Store)(nil)
+	_ fhir.Store      = (*Store)(nil)
+	_ fhir.Counter    = (*Store)(nil)
+	_ fhir.Reindexer  = (*Store)(nil)
+	_ fhir.Transactor = (*Store)(nil)
 )
 
 // Store is the SQLite engine. Set the fields, then Open.
@@ -56,8 +57,10 @@ func New(dir string) *Store { return &Store{Dir: dir} }
 type writeReq struct {
 	ctx     context.Context
 	w       fhir.Write
-	reindex bool // replace the index of version w.Version only
+	reindex bool         // replace the index of version w.Version only
+	ws      []fhir.Write // a transaction: all of ws or none, instead of w
 	res     fhir.Change
+	chs     []fhir.Change // the changes of ws
 	err     error
 	done    chan struct{}
 }
@@ -243,6 +246,37 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 	return s.submit(ctx, &writeReq{ctx: ctx, w: w, done: make(chan struct{})})
 }
 
+// WriteAll applies ws in one transaction, all or none (fhir.Transactor).
+func (s *Store) WriteAll(ctx context.Context, ws []fhir.Write) ([]fhir.Change, error) {
+	for i, w := range ws {
+		if w.Version < 1 {
+			return nil, &fhir.TxConflict{Index: i, Err: fmt.Errorf("sqlitestore: write %s/%s version %d", w.Type, w.ID, w.Version)}
+		}
+	}
+	req := &writeReq{ctx: ctx, ws: ws, done: make(chan struct{})}
+	if _, err := s.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.chs, nil
+}
+
+// applyAll applies the writes of one transaction inside the caller's
+// savepoint, which is rolled back if any fails.
+func (s *Store) applyAll(ctx context.Context, tx *sql.Tx, ws []fhir.Write) ([]fhir.Change, error) {
+	chs := make([]fhir.Change, len(ws))
+	for i, w := range ws {
+		ch, err := s.apply(ctx, tx, w)
+		if errors.Is(err, fhir.ErrVersionConflict) {
+			return nil, &fhir.TxConflict{Index: i, Err: err}
+		}
+		if err != nil {
+			return nil, err
+		}
+		chs[i] = ch
+	}
+	return chs, nil
+}
+
 // Reindex replaces the index entries of typ/id when version is current.
 func (s *Store) Reindex(ctx context.Context, typ, id string, version int64, entries []fhir.IndexEntry) error {
 	_, err := s.submit(ctx, &writeReq{ctx: ctx, w: fhir.Write{Type: typ, ID: id, Version: version, Index: entries}, reindex: true, done: make(chan struct{})})
@@ -346,7 +380,7 @@ func (s *Store) commit(batch []*writeReq) {
 		for _, r := range batch {
 			if err != nil && r.err == nil {
 				r.err = err
-				r.res = fhir.Change{}
+				r.res, r.chs = fhir.Change{}, nil
 			}
 			close(r.done)
 		}
@@ -367,9 +401,12 @@ func (s *Store) commit(batch []*writeReq) {
 			finish(fmt.Errorf("sqlitestore: savepoint: %w", err))
 			return
 		}
-		if r.reindex {
+		switch {
+		case r.reindex:
 			r.err = s.applyReindex(ctx, tx, r.w)
-		} else {
+		case r.ws != nil:
+			r.chs, r.err = s.applyAll(ctx, tx, r.ws)
+		default:
 			r.res, r.err = s.apply(ctx, tx, r.w)
 		}
 		if r.err != nil {

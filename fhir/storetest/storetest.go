@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) fhir.Store, opts Options) {
 	t.Run("Find", func(t *testing.T) { testFind(t, newStore(t)) })
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newStore(t), opts) })
 	t.Run("ChangeFeedUnderConcurrency", func(t *testing.T) { testChangeFeedConcurrent(t, newStore(t), opts) })
+	t.Run("Transaction", func(t *testing.T) { testTransaction(t, newStore(t)) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatalf("Ping: %v", err)
@@ -510,5 +511,72 @@ func testChangeFeedConcurrent(t *testing.T, s fhir.Store, opts Options) {
 		if !committed[ref] {
 			t.Errorf("feed has %s, which was never committed", ref)
 		}
+	}
+}
+
+// testTransaction checks WriteAll on stores that have it: all the writes
+// or, when one loses its version check, none, with the loser named.
+func testTransaction(t *testing.T, s fhir.Store) {
+	tx, ok := s.(fhir.Transactor)
+	if !ok {
+		t.Skip("the store has no transactions")
+	}
+	ctx := context.Background()
+	write(t, s, "Patient", "a", 1, fhir.OpCreate, 0, fhir.Token{Param: "identifier", System: "s", Code: "a"})
+	mk := func(typ, id string, v int64, op fhir.Op, code string) fhir.Write {
+		w := fhir.Write{Type: typ, ID: id, Version: v, Op: op, LastUpdated: base.Add(time.Minute)}
+		if op != fhir.OpDelete {
+			w.JSON = body(typ, id, v, "")
+			w.Index = []fhir.IndexEntry{{Param: "identifier", Type: fhir.TypeToken, System: "s", Code: code}}
+		}
+		return w
+	}
+	// A stale version in the middle: nothing of the three is stored.
+	_, err := tx.WriteAll(ctx, []fhir.Write{mk("Patient", "b", 1, fhir.OpCreate, "b"), mk("Patient", "a", 1, fhir.OpUpdate, "a2"), mk("Observation", "o", 1, fhir.OpCreate, "o")})
+	var conflict *fhir.TxConflict
+	if !errors.Is(err, fhir.ErrVersionConflict) || !errors.As(err, &conflict) || conflict.Index != 1 {
+		t.Fatalf("a stale write in a transaction: got %v, want a *TxConflict at index 1", err)
+	}
+	for _, id := range []string{"b", "o"} {
+		typ := map[string]string{"b": "Patient", "o": "Observation"}[id]
+		if _, err := s.Read(ctx, typ, id); !errors.Is(err, fhir.ErrNotFound) {
+			t.Errorf("%s/%s after the failed transaction: %v, want not found", typ, id, err)
+		}
+	}
+	if chs, _ := s.Changes(ctx, 0, 100); len(chs) != 1 {
+		t.Errorf("the failed transaction reached the change feed: %d changes, want 1", len(chs))
+	}
+	if found, _ := s.Find(ctx, fhir.Match{Type: "Patient", Tokens: []fhir.TokenMatch{{Param: "identifier", Values: []fhir.TokenValue{{System: "s", Code: "a2"}}}}}); len(found) != 0 {
+		t.Errorf("the failed transaction left index entries: %v", found)
+	}
+
+	// All three go in, in order, with consecutive positions in the feed.
+	chs, err := tx.WriteAll(ctx, []fhir.Write{mk("Patient", "b", 1, fhir.OpCreate, "b"), mk("Patient", "a", 2, fhir.OpUpdate, "a2"), mk("Observation", "o", 1, fhir.OpCreate, "o")})
+	if err != nil || len(chs) != 3 {
+		t.Fatalf("transaction: %d changes, %v", len(chs), err)
+	}
+	for i, want := range []string{"Patient/b/1", "Patient/a/2", "Observation/o/1"} {
+		if got := fmt.Sprintf("%s/%s/%d", chs[i].Type, chs[i].ID, chs[i].Version); got != want {
+			t.Errorf("change %d: %s, want %s", i, got, want)
+		}
+	}
+	feed, _ := s.Changes(ctx, 1, 100)
+	if len(feed) != 3 {
+		t.Fatalf("the feed after the transaction: %d changes, want 3", len(feed))
+	}
+	for i := range feed {
+		if feed[i].Seq != chs[i].Seq || feed[i].ID != chs[i].ID {
+			t.Errorf("feed %d: %s seq %d, want %s seq %d", i, feed[i].ID, feed[i].Seq, chs[i].ID, chs[i].Seq)
+		}
+	}
+	if found, _ := s.Find(ctx, fhir.Match{Type: "Patient", Tokens: []fhir.TokenMatch{{Param: "identifier", Values: []fhir.TokenValue{{System: "s", Code: "a2"}}}}}); len(found) != 1 {
+		t.Errorf("identifier s|a2 after the transaction: %d found, want 1", len(found))
+	}
+	// A delete in a transaction.
+	if _, err := tx.WriteAll(ctx, []fhir.Write{mk("Patient", "b", 2, fhir.OpDelete, "")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Read(ctx, "Patient", "b"); err != nil || !r.Deleted() {
+		t.Errorf("Patient/b after a delete in a transaction: %+v, %v", r, err)
 	}
 }
