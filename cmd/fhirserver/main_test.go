@@ -120,12 +120,7 @@ func TestKill9LosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: builds and kills the server binary")
 	}
-	bin := filepath.Join(t.TempDir(), "fhirserver")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	t.Run("SQLite", func(t *testing.T) {
 		testKill9(t, bin, 200, "--data-dir", t.TempDir())
 	})
@@ -137,6 +132,18 @@ func TestKill9LosesNothing(t *testing.T) {
 		defer stop()
 		testKill9(t, bin, 60, "--mongodb-uri", uri, "--mongodb-database", "kill9")
 	})
+}
+
+// buildServer builds the binary into a temporary directory.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fhirserver")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func testKill9(t *testing.T, bin string, target int, storeArgs ...string) {
