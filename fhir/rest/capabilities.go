@@ -16,6 +16,24 @@ var (
 	systemInteractions = []string{"history-system"}
 )
 
+// The operations the route table serves. The meta operations apply to every
+// type, so they are listed once at rest.operation rather than on each type.
+var (
+	metaOperations = []conformance.OperationCapability{
+		{Name: "meta", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-meta",
+			Documentation: "Instance level only: [type]/[id]/$meta (GET or POST) returns the current meta."},
+		{Name: "meta-add", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-meta-add",
+			Documentation: "Instance level. A change is stored as a new version (so history and subscriptions see it); adding what is already there stores nothing."},
+		{Name: "meta-delete", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete",
+			Documentation: "Instance level. A change is stored as a new version; removing what is not there stores nothing."},
+	}
+	everythingOperation = conformance.OperationCapability{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+		Documentation: "Patient/[id]/$everything and Patient/$everything (GET, or POST with Parameters or a form): the Patient compartment (official CompartmentDefinition), " +
+			"plus the Practitioner, PractitionerRole, Organization, Location, Medication and Device resources it refers to (search.mode include). " +
+			"start/end filter each type on its \"date\" search parameter (types without one, and resources without a date, are kept); " +
+			"_since filters on meta.lastUpdated; _type limits the types returned; _count sets the page size; paging by cursor."}
+)
+
 // capabilityStatement renders the CapabilityStatement for a base URL from what
 // is registered: the resource types the validator accepts and the
 // interactions above.
@@ -45,6 +63,7 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 		SystemInteractions: sysInteractions,
 		Formats:            []string{"application/fhir+json", "json"},
 		ConditionalNote:    note,
+		Operations:         metaOperations,
 	}
 	if s.Search != nil {
 		caps.Documentation = "Search: every R4 SearchParameter of every type, chaining at any depth and _has (reverse chaining); prefixes eq ne gt lt ge le sa eb ap; " +
@@ -71,6 +90,9 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 			ConditionalUpdate: true,
 			ConditionalDelete: "single",
 			ConditionalRead:   "full-support",
+		}
+		if s.Search != nil && typ == "Patient" {
+			rc.Operations = []conformance.OperationCapability{everythingOperation}
 		}
 		if s.Search != nil {
 			rc.SearchInclude, rc.SearchRevInclude = []string{"*"}, []string{"*"}

@@ -18,6 +18,7 @@ func TestOnMongoDB(t *testing.T) {
 		{"ConcurrentUpdates", TestConcurrentUpdates}, {"Delete", TestDelete},
 		{"History", TestHistory}, {"Conditional", TestConditional}, {"Prefer", TestPrefer},
 		{"SummaryAndElements", TestSummaryAndElements}, {"BodyLimit", TestBodyLimit},
+		{"Everything", TestEverything}, {"Meta", TestMeta},
 	} {
 		t.Run(tc.name, tc.f)
 	}
