@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	mrand "math/rand/v2"
 	"strconv"
@@ -570,4 +572,57 @@ func ParseIfMatch(v string) (int64, error) {
 		return 0, Invalid("If-Match", "If-Match %q is not a version ETag like W/\"3\"", v)
 	}
 	return n, nil
+}
+
+// Patch applies a patch to the current version of typ/id and stores the
+// result as the next version, validated like any update. apply turns the
+// current JSON into the new JSON; it must keep the resource type and id.
+// Without ifMatch, a patch that lost a race to another writer is applied
+// again to the newer version (a few times); with it, the version must be
+// current (412 otherwise).
+func (s *Service) Patch(ctx context.Context, typ, id string, ifMatch *int64, apply func(current []byte) ([]byte, error)) (WriteResult, error) {
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return WriteResult{}, err
+			}
+		}
+		cur, err := s.Read(ctx, typ, id)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		if ifMatch != nil && *ifMatch != cur.Version {
+			return WriteResult{}, PreconditionFailed(IssueConflict, "If-Match names version %d of %s/%s but the current version is %d", *ifMatch, typ, id, cur.Version)
+		}
+		body, err := PatchResult(cur, apply)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		v := cur.Version
+		res, err := s.Update(ctx, typ, id, body, &v)
+		if err == nil || ifMatch != nil || AsError(err) == nil || AsError(err).HTTPStatus() != 412 || attempt >= maxRetries {
+			return res, err
+		}
+	}
+}
+
+// PatchResult applies a patch to cur and checks that the result is still
+// the same resource.
+func PatchResult(cur Resource, apply func(current []byte) ([]byte, error)) ([]byte, error) {
+	body, err := apply(cur.JSON)
+	if err != nil {
+		return nil, err
+	}
+	var head struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, Unprocessable([]Issue{{Severity: SeverityError, Code: IssueProcessing, Diagnostics: "the patched resource is not a JSON object: " + err.Error()}})
+	}
+	if head.ResourceType != cur.Type || head.ID != cur.ID {
+		return nil, Unprocessable([]Issue{{Severity: SeverityError, Code: IssueProcessing,
+			Diagnostics: fmt.Sprintf("a patch may not change the resource type or id (%s/%s became %s/%s)", cur.Type, cur.ID, head.ResourceType, head.ID)}})
+	}
+	return body, nil
 }

@@ -595,7 +595,41 @@ func errorEntry(err error) entryOut {
 	return o
 }
 
-// resolvePatch resolves a PATCH entry of a transaction.
-func (s *Server) resolvePatch(_ context.Context, x *txEntry) error {
-	return fhir.NotSupported(http.StatusNotImplemented, "PATCH entries in transactions are not supported yet")
+// resolvePatch resolves a PATCH entry of a transaction: the target (by id or
+// criteria) is read and patched now, and written with the version read as
+// its ifMatch, so a concurrent change fails the transaction (409) rather
+// than being overwritten.
+func (s *Server) resolvePatch(ctx context.Context, x *txEntry) error {
+	id := x.t.id
+	if x.t.query != "" {
+		var err error
+		if id, err = s.matchOne(ctx, x.t.typ, x.t.query, "conditional patch"); err != nil {
+			return err
+		}
+	}
+	if id == "" {
+		return fhir.Invalid("request.url", "a PATCH entry's url is Type/id or Type?criteria, not %q", x.e.Request.URL)
+	}
+	payload, ct, err := patchPayload(x.e.Resource)
+	if err != nil {
+		return err
+	}
+	apply, err := patcher(ct, payload)
+	if err != nil {
+		return err
+	}
+	cur, err := s.Service.Read(ctx, x.t.typ, id)
+	if err != nil {
+		return err
+	}
+	if x.ifMatch != nil && *x.ifMatch != cur.Version {
+		return fhir.PreconditionFailed(fhir.IssueConflict, "ifMatch names version %d of %s/%s but the current version is %d", *x.ifMatch, x.t.typ, id, cur.Version)
+	}
+	body, err := fhir.PatchResult(cur, apply)
+	if err != nil {
+		return err
+	}
+	v := cur.Version
+	x.op, x.id, x.ifMatch, x.e.Resource = fhir.OpUpdate, id, &v, body
+	return nil
 }

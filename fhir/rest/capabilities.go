@@ -12,8 +12,8 @@ import (
 // The interactions this package serves; the CapabilityStatement is built from
 // these lists, which the route table in Handler mirrors.
 var (
-	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create"}
-	systemInteractions = []string{"history-system"}
+	typeInteractions   = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"}
+	systemInteractions = []string{"transaction", "batch", "history-system"}
 )
 
 // The operations the route table serves. The meta operations apply to every

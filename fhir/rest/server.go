@@ -118,8 +118,8 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/:type/_history", s.history("history-type"))
 	g.GET("/:type/:id", s.read)
 	g.HEAD("/:type/:id", s.read)
-	g.PATCH("/:type/:id", s.methodNotAllowed("patch", "GET, HEAD, PUT, DELETE"))
-	g.PATCH("/:type", s.methodNotAllowed("patch", "POST, PUT, DELETE"))
+	g.PATCH("/:type/:id", s.patch)
+	g.PATCH("/:type", s.patch)
 	g.PUT("/:type/:id", s.update)
 	g.DELETE("/:type/:id", s.delete)
 	g.GET("/:type/:id/_history", s.history("history-instance"))
@@ -175,22 +175,6 @@ func (s *Server) capabilities(c echo.Context) error {
 		return fhir.Internal(err, "rest: render the CapabilityStatement")
 	}
 	return write(c, http.StatusOK, b)
-}
-
-func (s *Server) notSupported(interaction, what string) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		setInteraction(c, interaction)
-		return fhir.NotSupported(http.StatusNotImplemented, "%s is not supported by this server yet", what)
-	}
-}
-
-func (s *Server) methodNotAllowed(interaction, allow string) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		setInteraction(c, interaction)
-		err := fhir.NotSupported(http.StatusMethodNotAllowed, "%s is not supported on %s yet", c.Request().Method, c.Request().URL.Path)
-		err.Header = map[string]string{"Allow": allow}
-		return err
-	}
 }
 
 // handleError is the one place where errors become OperationOutcomes.
