@@ -18,6 +18,7 @@ type Config struct {
 	MongoDatabase     string
 	Auth              string
 	MaxBodyBytes      int64
+	MaxBundleBytes    int64
 	RequireIfMatch    bool
 	SQLiteSynchronous string
 	LogLevel          string
@@ -29,7 +30,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var maxBody string
+	var maxBody, maxBundle string
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on (FHIR_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store (FHIR_DATA_DIR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "public FHIR base URL, e.g. https://fhir.example.org/fhir; default: from each request's Host (FHIR_BASE_URL)")
@@ -37,6 +38,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.MongoDatabase, "mongodb-database", "", "MongoDB database name; default: from the URI path, else fhir (FHIR_MONGODB_DATABASE)")
 	fs.StringVar(&cfg.Auth, "auth", "off", "authorization: off (no authorization, local development only) (FHIR_AUTH)")
 	fs.StringVar(&maxBody, "max-body", "16MiB", "largest request body accepted, e.g. 16MiB, 512KiB, 1000000 (FHIR_MAX_BODY)")
+	fs.StringVar(&maxBundle, "max-bundle-size", "256MiB", "largest batch or transaction Bundle accepted (FHIR_MAX_BUNDLE_SIZE)")
 	fs.BoolVar(&cfg.RequireIfMatch, "require-if-match", false, "refuse updates and deletes without If-Match (FHIR_REQUIRE_IF_MATCH)")
 	fs.StringVar(&cfg.SQLiteSynchronous, "sqlite-synchronous", "FULL", "embedded store durability: FULL (survives power loss) or NORMAL (survives process crashes) (FHIR_SQLITE_SYNCHRONOUS)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error (FHIR_LOG_LEVEL)")
@@ -67,6 +69,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		return cfg, fmt.Errorf("--max-body: %v", err)
 	}
 	cfg.MaxBodyBytes = n
+	if cfg.MaxBundleBytes, err = parseSize(maxBundle); err != nil {
+		return cfg, fmt.Errorf("--max-bundle-size: %v", err)
+	}
 	switch cfg.Auth {
 	case "off":
 	default:

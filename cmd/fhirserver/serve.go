@@ -131,6 +131,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Service:         svc,
 		BaseURL:         cfg.BaseURL,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxBundleBytes:  cfg.MaxBundleBytes,
 		Logger:          m.Logger,
 		Subsetter:       conformance.Subsetter{},
 		SoftwareVersion: version,
