@@ -143,6 +143,16 @@ func jsonKind(v any) string {
 }
 
 // Meta returns the client's meta element (nil when absent).
+// Compact drops the decoded value but for meta, which is all Encode needs:
+// the raw members stay. Value is no use to anything else afterwards.
+func (d *Document) Compact() {
+	if meta, ok := d.Value["meta"]; ok {
+		d.Value = map[string]any{"meta": meta}
+	} else {
+		d.Value = nil
+	}
+}
+
 func (d *Document) Meta() map[string]any {
 	m, _ := d.Value["meta"].(map[string]any)
 	return m

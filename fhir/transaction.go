@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Transactor is an optional power of a Store: apply several writes as one,
@@ -106,6 +107,12 @@ func (s *Service) Transaction(ctx context.Context, ws []TxWrite) ([]TxResult, er
 	}
 	seen := make(map[string]int, len(ws))
 	docs := make([]*Document, len(ws))
+	index := make([][]IndexEntry, len(ws))
+	// One lastUpdated for the whole transaction, decided now so that each
+	// resource is indexed (with its meta as stored) in the first pass, after
+	// which only its raw members are kept: the decoded tree costs about ten
+	// times the JSON, and a transaction may hold 10,000 resources.
+	now := s.now()
 	hasIfMatch := false
 	for i, w := range ws {
 		if err := s.checkType(w.Type); err != nil {
@@ -134,7 +141,14 @@ func (s *Service) Transaction(ctx context.Context, ws []TxWrite) ([]TxResult, er
 		if w.Op != OpCreate && doc.ID != "" && doc.ID != w.ID { // a create ignores the body's id
 			return AtEntry(Invalid(w.Type+".id", "the body's id %q does not match the id %q the entry writes", doc.ID, w.ID), w.Entry)
 		}
-		docs[i] = doc
+		// The index does not depend on the version number (no search
+		// parameter reads meta.versionId), so 1 stands in for it here.
+		entries, err := s.index(w.Type, stored(doc, w.ID, 1, now))
+		if err != nil {
+			return AtEntry(err, w.Entry)
+		}
+		doc.Compact()
+		docs[i], index[i] = doc, entries
 		return nil
 	}); err != nil {
 		return nil, err
@@ -145,7 +159,7 @@ func (s *Service) Transaction(ctx context.Context, ws []TxWrite) ([]TxResult, er
 				return nil, err
 			}
 		}
-		writes, at, results, err := s.prepareTx(ctx, ws, docs)
+		writes, at, results, err := s.prepareTx(ctx, ws, docs, index, now)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +206,7 @@ func (s *Service) Transaction(ctx context.Context, ws []TxWrite) ([]TxResult, er
 // writes, in ws order; at[i] is the index of ws[i]'s write (-1: none), and
 // results holds each outcome so far (the committed change is put in after the
 // commit).
-func (s *Service) prepareTx(ctx context.Context, ws []TxWrite, docs []*Document) (writes []Write, at []int, results []TxResult, err error) {
+func (s *Service) prepareTx(ctx context.Context, ws []TxWrite, docs []*Document, index [][]IndexEntry, now time.Time) (writes []Write, at []int, results []TxResult, err error) {
 	writes = make([]Write, 0, len(ws))
 	at = make([]int, len(ws))
 	results = make([]TxResult, len(ws))
@@ -212,7 +226,6 @@ func (s *Service) prepareTx(ctx context.Context, ws []TxWrite, docs []*Document)
 	}); err != nil {
 		return nil, nil, nil, err
 	}
-	now := s.now()
 	stamp := FormatInstant(now)
 	for i, w := range ws {
 		at[i] = -1
@@ -254,20 +267,10 @@ func (s *Service) prepareTx(ctx context.Context, ws []TxWrite, docs []*Document)
 			results[i] = TxResult{Resource: Resource{Type: w.Type, ID: w.ID}, Created: created}
 		}
 	}
-	// Index the resources as stored, in parallel.
-	if err := parallel(ctx, len(ws), func(i int) error {
-		k := at[i]
-		if docs[i] == nil || k < 0 {
-			return nil
+	for i, k := range at {
+		if k >= 0 && docs[i] != nil {
+			writes[k].Index = index[i]
 		}
-		entries, err := s.index(ws[i].Type, stored(docs[i], ws[i].ID, writes[k].Version, now))
-		if err != nil {
-			return AtEntry(err, ws[i].Entry)
-		}
-		writes[k].Index = entries
-		return nil
-	}); err != nil {
-		return nil, nil, nil, err
 	}
 	return writes, at, results, nil
 }

@@ -94,6 +94,15 @@ func (b *bench) run(ctx context.Context) (res *results, err error) {
 	if res.Index, err = measureIndex(ctx, dataDir); err != nil {
 		return nil, err
 	}
+	if b.cfg.Synthea != "" && b.cfg.ImportRuns > 0 {
+		fmt.Fprintln(b.out)
+		if res.Tx, err = b.txPhase(ctx); err != nil {
+			return nil, err
+		}
+		if res.Import, err = b.importPhase(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 

@@ -67,6 +67,7 @@ type config struct {
 	ReadyTimeout time.Duration
 	JSONPath     string
 	Synthea      string // the Synthea set to load and search; empty: no search phase
+	ImportRuns   int    // runs of the import phase (0: skip it and the large transaction)
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for /readyz")
 	fs.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.Synthea, "synthea", syntheaDefault(), `directory of Synthea transaction Bundles (*.json.gz) to load and search after the scenarios; "" skips the search phase`)
+	fs.IntVar(&cfg.ImportRuns, "import-runs", 3, "runs of the import of the Synthea set into a fresh server (0 skips it and the large transaction)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err

@@ -28,6 +28,8 @@ type results struct {
 	Raw        *scenarioResult  `json:"raw_store_read,omitempty"`
 	RawNote    string           `json:"raw_store_note,omitempty"`
 	Synthea    *syntheaResult   `json:"synthea,omitempty"`
+	Import     *loadResult      `json:"import,omitempty"`
+	Tx         *txResult        `json:"large_transaction,omitempty"`
 	Index      *indexSize       `json:"index_size,omitempty"`
 	ReadOfRaw  float64          `json:"http_read_over_raw_read,omitempty"`
 	Targets    []target         `json:"targets"`
@@ -139,6 +141,10 @@ func (res *results) check() {
 	if sy := res.Synthea; sy != nil {
 		res.Targets = append(res.Targets, sy.targets()...)
 	}
+	if lr := res.Import; lr != nil {
+		res.Targets = append(res.Targets, target{Name: fmt.Sprintf("import of the Synthea set ≥ %d resources/s", importTarget),
+			Status: passOrMiss(lr.RPS >= importTarget), Got: fmt.Sprintf("%.0f/s (median of %d), server peak RSS %.0f MiB", lr.RPS, len(lr.Seconds), lr.PeakRSSMiB)})
+	}
 }
 
 // search returns the search scenario called name.
@@ -211,6 +217,14 @@ func (res *results) print(w io.Writer) {
 	}
 	if sy := res.Synthea; sy != nil {
 		sy.print(w, res.Config.Runs)
+	}
+	if lr := res.Import; lr != nil {
+		fmt.Fprintf(w, "\nimport of %s into an empty store (fhirserver import, 4 connections): %d resources, %.0f resources/s (median of %d runs), server peak RSS %.0f MiB\n",
+			lr.Dir, lr.Resources, lr.RPS, len(lr.Seconds), lr.PeakRSSMiB)
+	}
+	if tr := res.Tx; tr != nil {
+		fmt.Fprintf(w, "one transaction of %d entries (%.1f MiB): %.1fs, server RSS %.0f MiB before, peak %.0f MiB\n",
+			tr.Entries, tr.BundleMiB, tr.Seconds, tr.BeforeMiB, tr.PeakRSSMiB)
 	}
 	if is := res.Index; is != nil {
 		fmt.Fprintf(w, "search index on disk: %s in the idx_* tables and their indexes (%.0f%% of the %s database), %d current resources: %s per resource\n",
