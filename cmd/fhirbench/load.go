@@ -27,8 +27,8 @@ import (
 type loadResult struct {
 	Dir        string    `json:"dir"`
 	Resources  int       `json:"resources"`
-	Seconds    []float64 `json:"seconds"`     // per run
-	RPS        float64   `json:"rps"`         // median
+	Seconds    []float64 `json:"seconds"`      // per run
+	RPS        float64   `json:"rps"`          // median
 	PeakRSSMiB float64   `json:"peak_rss_mib"` // median of the runs' server peaks
 }
 

@@ -175,7 +175,7 @@ func (s *Store) Open(ctx context.Context) error {
 
 // writeStmts are the writer's statements, prepared once on its connection.
 type writeStmts struct {
-	version, insert, current       *sql.Stmt
+	version, insert, current *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -189,8 +189,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		return st
 	}
 	s.w = writeStmts{
-		version:    p(s.wdb, "SELECT rk, version FROM current WHERE type = ? AND id = ?"),
-		insert:     p(s.wdb, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)"),
+		version: p(s.wdb, "SELECT rk, version FROM current WHERE type = ? AND id = ?"),
+		insert:  p(s.wdb, "INSERT INTO versions (type, id, version, op, ts, json) VALUES (?, ?, ?, ?, ?, ?)"),
 		current: p(s.wdb, `INSERT INTO current (type, id, version, seq, deleted, ts) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, ts = excluded.ts
 		RETURNING rk`),
