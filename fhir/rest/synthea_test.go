@@ -1,6 +1,5 @@
-//go:build synthea
-
-// Run with: go test -tags synthea -run TestSyntheaSearch ./fhir/rest/ (the load takes minutes).
+// The Synthea oracle: long (minutes), so skipped under -short and the race
+// detector; run alone with go test -run TestSynthea ./fhir/rest/.
 
 package rest_test
 
@@ -27,14 +26,20 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/mongostore"
 	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/search/searchtest"
 )
 
 // syntheaDir is the SMART Synthea sample set (615 patients, 189,111
-// resources), kept beside the repository.
-const syntheaDir = "../../../shared/synthea/smart-r4"
+// resources): $FHIR_SYNTHEA_DIR, or the copy kept beside the repository.
+var syntheaDir = func() string {
+	if d := os.Getenv("FHIR_SYNTHEA_DIR"); d != "" {
+		return d
+	}
+	return "../../../shared/synthea/smart-r4"
+}()
 
 // TestSyntheaSearch loads the whole Synthea sample set into a server and
 // checks searches of every kind against an oracle: the expected answers
@@ -154,8 +159,9 @@ func skipSynthea(t *testing.T) {
 	}
 }
 
-// loadSynthea stores the set through the server's Service (no HTTP) with
-// several writers, and keeps what the oracle needs.
+// loadSynthea stores the set through the server's Service (no HTTP), in
+// transactions of a few hundred resources from several writers, and keeps
+// what the oracle needs.
 func loadSynthea(t *testing.T, s *testServer, dir string) *oracle {
 	t.Helper()
 	type item struct {
@@ -163,43 +169,56 @@ func loadSynthea(t *testing.T, s *testServer, dir string) *oracle {
 		body    []byte
 	}
 	o := &oracle{res: map[string]map[string]map[string]any{}}
-	items := make(chan item, 256)
+	batches := make(chan []item, 4)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		failures []string
-		failed   int
 	)
 	ctx := context.Background()
 	start := time.Now()
-	for range 16 { // many writers: the store commits them in groups
+	for range 4 {
 		wg.Go(func() {
-			for it := range items {
-				_, err := s.Service.Update(ctx, it.typ, it.id, it.body, nil)
-				if err == nil {
-					err = o.add(it.typ, it.id, it.body)
+			for batch := range batches {
+				ws := make([]fhir.TxWrite, len(batch))
+				for i, it := range batch {
+					ws[i] = fhir.TxWrite{Op: fhir.OpUpdate, Type: it.typ, ID: it.id, Body: it.body, Entry: i}
+				}
+				_, err := s.Service.Transaction(ctx, ws)
+				for _, it := range batch {
+					if err == nil {
+						err = o.add(it.typ, it.id, it.body)
+					}
 				}
 				if err != nil {
 					mu.Lock()
-					if failed++; len(failures) < 5 {
-						failures = append(failures, fmt.Sprintf("%s/%s: %v", it.typ, it.id, err))
+					if len(failures) < 5 {
+						failures = append(failures, err.Error())
 					}
 					mu.Unlock()
 				}
 			}
 		})
 	}
+	var batch []item
 	n, err := searchtest.Synthea(dir, func(typ, id string, body []byte) error {
-		items <- item{typ, id, body}
+		batch = append(batch, item{typ, id, body})
+		if len(batch) == 250 {
+			batches <- batch
+			batch = nil
+		}
 		return nil
 	})
-	close(items)
+	if len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
 	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if failed > 0 {
-		t.Fatalf("%d of %d resources were not stored; first: %s", failed, n, strings.Join(failures, "; "))
+	if len(failures) > 0 {
+		t.Fatalf("some resources were not stored; first failures: %s", strings.Join(failures, "; "))
 	}
 	d := time.Since(start)
 	t.Logf("loaded %d resources in %s (%.0f/s)", n, d.Round(time.Millisecond), float64(n)/d.Seconds())
