@@ -151,3 +151,35 @@ func BenchmarkIndexObservation(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatch is what a subscription pays per change: a 3-parameter
+// criteria against a resource's index entries (computed at write time).
+// Report: 1e9 / ns/op resources matched per second on one core.
+func BenchmarkMatch(b *testing.B) {
+	all := examples(b)
+	reg, err := NewRegistry([]string{"Observation"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ix := &Indexer{Registry: reg}
+	v := all["Observation-example"]
+	es, err := ix.Index("Observation", v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params, _ := url.ParseQuery("code=http://loinc.org|29463-7&date=ge2016-01-01&status=final")
+	q, err := reg.Parse("Observation", params, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !Match(q.Clauses, "Observation", "example", es, nil) {
+		b.Fatal("the criteria should match the example")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !Match(q.Clauses, "Observation", "example", es, nil) {
+			b.Fatal("no match")
+		}
+	}
+}
