@@ -1,5 +1,5 @@
 // Package mongostore is the MongoDB storage engine: a fhir.Store (and
-// fhir.Counter, fhir.Reindexer and search.Backend) for MongoDB 6 or later,
+// fhir.Counter, fhir.Reindexer, fhir.Transactor and search.Backend) for MongoDB 6 or later,
 // replica set or sharded cluster, which
 // also runs on FerretDB 1.24, the stand-in the tests use. It needs no
 // multi-document transactions, change streams, $lookup or $elemMatch, which
@@ -38,8 +38,10 @@
 //
 // Write of version n of Type/id:
 //
-//  1. Check by _id that version n-1 exists (when n > 1) and version n does not;
-//     otherwise fail with fhir.ErrVersionConflict, having changed nothing.
+//  1. Check by _id that version n-1 exists (when n > 1) and version n does not
+//     (a version of an undecided transaction counts as existing, one of an
+//     aborted transaction does not: see Transactions); otherwise fail with
+//     fhir.ErrVersionConflict, having changed nothing.
 //     Versions are never deleted and version n is inserted only after n-1 was
 //     seen, so every resource's versions are gap-free and this check means
 //     "n-1 is the latest version".
@@ -70,6 +72,63 @@
 // majority and journal, so the version survives a crash of the process or of
 // a node. A failure in step 4 does not fail the write (the version is
 // committed, and Read and the feed show it); the projection is repaired.
+//
+// # Transactions
+//
+// WriteAll (fhir.Transactor) applies a group of writes all or none without
+// multi-document transactions, which FerretDB 1.x and a standalone mongod
+// lack. A transaction has a random id T and two documents in the txns
+// collection: the heartbeat {_id: "live/T", at} and, once decided, the
+// decision {_id: "tx/T", outcome: "commit" | "abort", at}.
+//
+//  1. Check every version as Write does (step 1 below), before anything is
+//     written; a conflict fails the transaction with a *fhir.TxConflict
+//     naming the write.
+//  2. Insert the heartbeat, then the versions in batches (500 a command),
+//     each at a fresh feed position and carrying tx: T. After each batch
+//     the writer refreshes the heartbeat, and stops if a reader has aborted
+//     T. A duplicate _id is a conflict (another writer won that version):
+//     the transaction aborts.
+//  3. Insert the decision "commit": the commit point. The unique _id lets one
+//     decision in, so a writer and a reader that presumes it dead cannot both
+//     win: whoever inserts first decides, and the other reads what stands.
+//  4. Project the versions into current, move the checkpoint, remove the tx
+//     field from the versions and delete the heartbeat. Each of these only
+//     saves later lookups: a crash anywhere here leaves a committed
+//     transaction that readers see whole.
+//
+// Readers resolve a version that carries tx by its decision (cached in
+// memory, since decisions never change): committed, it is an ordinary
+// version; aborted, it is as if it were not there; undecided (pending), it
+// is invisible to Read, VRead, History, Find and Search, a Write of the same
+// version fails with fhir.ErrVersionConflict, and Changes stops at it as at
+// a hole, so the feed never shows part of a transaction and never skips one
+// that may still commit. When a pending transaction's heartbeat (or its
+// versions' at) is older than TxTimeout (default 30 s), the reader inserts the
+// decision "abort": a writer killed before step 3 holds the feed back for at
+// most TxTimeout, after which none of its writes exists. A writer that
+// aborts itself (a conflict, an error) inserts the same decision and turns
+// its versions into voids at once.
+//
+// An aborted version keeps its document, turned into a void that keeps its
+// _id and seq, so its feed position stays used and its _id cannot be
+// inserted again. The next attempt at the same version goes to the next
+// slot: "Type/id/v~1", "~2", … Attempts are inserted only after the one
+// before is seen aborted, so at most one attempt of a version is live
+// (committed or pending) and it is the last; checkVersion, VRead and the
+// projection walk the slots by _id. Readers that meet versions of decided
+// transactions older than TxTimeout finish what a crashed writer left: they
+// remove tx from committed versions, void aborted ones and delete the
+// heartbeat.
+//
+// The guarantee rests, as for Write, on unique inserts only: one decision
+// per transaction, one document per version slot, one per feed position.
+// A transaction's versions become visible together at the decision, with
+// the durability of an insert with write concern majority and journal.
+// The cost: every version is written twice (the insert, then unsetting tx),
+// plus the projection; and decision documents are kept (about 60 bytes per
+// transaction). On a replica set the same design is used, so one code path
+// is tested for both.
 //
 // # Change feed
 //

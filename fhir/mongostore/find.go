@@ -73,23 +73,14 @@ func (s *Store) verify(ctx context.Context, m fhir.Match, docs []versionDoc) ([]
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	next := make(bson.A, len(docs))
-	for i, d := range docs {
-		next[i] = versionID(d.Type, d.RID, d.V+1)
-	}
-	newer, err := findAll[idDoc](ctx, s.versions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: next}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	newer, err := s.nextVersions(ctx, s.resolver(), docs)
 	if err != nil {
 		return nil, fmt.Errorf("check candidates: %w", err)
-	}
-	stale := make(map[string]bool, len(newer))
-	for _, n := range newer {
-		stale[n.ID] = true
 	}
 	out := make([]fhir.Resource, 0, len(docs))
 	for i := range docs {
 		d := &docs[i]
-		if !stale[next[i].(string)] {
+		if _, stale := newer[d.ID]; !stale {
 			out = append(out, d.resource())
 			continue
 		}
@@ -272,13 +263,16 @@ func (s *Store) refreshSeq(ctx context.Context) (int64, error) {
 	return seq, nil
 }
 
-// repair re-projects every version after checkpoint cp that current does not
-// reflect yet, closes holes older than GapTimeout, and moves the checkpoint
-// over the consecutive positions it settled.
+// repair re-projects every committed version after checkpoint cp that
+// current does not reflect yet, closes holes older than GapTimeout, and moves
+// the checkpoint over the consecutive positions it settled: a version of a
+// transaction not decided yet is not settled (see Transactions).
 func (s *Store) repair(ctx context.Context, cp int64) error {
 	scanned := cp
 	next := cp + 1 // every position before next holds a projected version or a void
 	consecutive := true
+	res := s.resolver()
+	defer res.tidy(ctx)
 	for {
 		docs, err := findAll[versionDoc](ctx, s.versions,
 			bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: scanned}}}},
@@ -286,7 +280,13 @@ func (s *Store) repair(ctx context.Context, cp int64) error {
 		if err != nil {
 			return fmt.Errorf("scan versions after %d: %w", scanned, err)
 		}
-		if err := s.reproject(ctx, docs); err != nil {
+		states := make([]txState, len(docs))
+		for i := range docs {
+			if states[i], err = res.state(ctx, &docs[i]); err != nil {
+				return err
+			}
+		}
+		if err := s.reproject(ctx, docs, states); err != nil {
 			return err
 		}
 		for i := range docs {
@@ -297,6 +297,9 @@ func (s *Store) repair(ctx context.Context, cp int64) error {
 					return err
 				}
 				consecutive = g == gapClosed
+			}
+			if states[i] == stPending {
+				consecutive = false // not settled until its transaction is decided
 			}
 			if consecutive {
 				next = d.Seq + 1
@@ -318,13 +321,13 @@ func (s *Store) repair(ctx context.Context, cp int64) error {
 	return nil
 }
 
-// reproject brings current up to the latest of docs (read without bodies) for
-// every resource among them.
-func (s *Store) reproject(ctx context.Context, docs []versionDoc) error {
+// reproject brings current up to the latest committed of docs (read
+// without bodies; states says what each is) for every resource among them.
+func (s *Store) reproject(ctx context.Context, docs []versionDoc, states []txState) error {
 	latest := map[string]*versionDoc{}
 	for i := range docs {
 		d := &docs[i]
-		if d.Void {
+		if states[i] != stCommitted {
 			continue
 		}
 		key := currentID(d.Type, d.RID)

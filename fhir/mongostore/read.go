@@ -2,12 +2,10 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fhirhub/fhirhub/fhir"
@@ -25,33 +23,50 @@ func (s *Store) Read(ctx context.Context, typ, id string) (fhir.Resource, error)
 	return d.resource(), nil
 }
 
-// latest reads the latest version document of typ/id, with or without body.
+// latestBatch is how many of a resource's newest documents latest reads
+// first: the newest committed version is among them unless a version has
+// several aborted attempts that were not tidied yet.
+const latestBatch = 4
+
+// latest reads the latest committed version document of typ/id, with or
+// without body, skipping versions of pending and aborted transactions.
 func (s *Store) latest(ctx context.Context, typ, id string, body bool) (versionDoc, bool, error) {
-	opts := options.FindOne().SetSort(bson.D{{Key: "v", Value: -1}})
+	opts := options.Find().SetSort(bson.D{{Key: "v", Value: -1}})
 	if !body {
 		opts.SetProjection(withoutBody)
 	}
-	var d versionDoc
-	err := s.versions.FindOne(ctx, bson.D{{Key: "type", Value: typ}, {Key: "rid", Value: id}}, opts).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return d, false, nil
+	filter := bson.D{{Key: "type", Value: typ}, {Key: "rid", Value: id}}
+	res := s.resolver()
+	for _, limit := range []int64{latestBatch, 0} {
+		docs, err := findAll[versionDoc](ctx, s.versions, filter, opts.SetLimit(limit))
+		if err != nil {
+			return versionDoc{}, false, fmt.Errorf("read latest version of %s: %w", currentID(typ, id), err)
+		}
+		for i := range docs {
+			st, err := res.state(ctx, &docs[i])
+			if err != nil {
+				return versionDoc{}, false, fmt.Errorf("read latest version of %s: %w", currentID(typ, id), err)
+			}
+			if st == stCommitted {
+				return docs[i], true, nil
+			}
+		}
+		if len(docs) < latestBatch {
+			break
+		}
 	}
-	if err != nil {
-		return d, false, fmt.Errorf("read latest version of %s: %w", currentID(typ, id), err)
-	}
-	return d, true, nil
+	return versionDoc{}, false, nil
 }
 
 // VRead returns one version of typ/id.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (fhir.Resource, error) {
 	ref := versionID(typ, id, version)
-	var d versionDoc
-	err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return fhir.Resource{}, fmt.Errorf("mongostore: vread %s: %w", ref, fhir.ErrNotFound)
-	}
+	d, st, _, err := s.liveVersion(ctx, typ, id, version, nil)
 	if err != nil {
 		return fhir.Resource{}, fmt.Errorf("mongostore: vread %s: %w", ref, err)
+	}
+	if st != stCommitted {
+		return fhir.Resource{}, fmt.Errorf("mongostore: vread %s: %w", ref, fhir.ErrNotFound)
 	}
 	return d.resource(), nil
 }
@@ -98,6 +113,7 @@ func (s *Store) history(ctx context.Context, q fhir.HistoryQuery) ([]fhir.Change
 	}
 	before := q.Before
 	var out []fhir.Change
+	res := s.resolver()
 	for {
 		f := filter[:len(filter):len(filter)]
 		if before > 0 {
@@ -114,48 +130,97 @@ func (s *Store) history(ctx context.Context, q fhir.HistoryQuery) ([]fhir.Change
 		if err != nil {
 			return nil, err
 		}
+		n := len(docs)
+		visible := docs[:0:0]
+		for i := range docs {
+			st, err := res.state(ctx, &docs[i])
+			if err != nil {
+				return nil, err
+			}
+			if st == stCommitted {
+				visible = append(visible, docs[i])
+			}
+		}
 		replaced := map[string]bool{}
-		if at && len(docs) > 0 {
-			if replaced, err = s.replacedBy(ctx, docs, q.AtStart); err != nil {
+		if at && len(visible) > 0 {
+			if replaced, err = s.replacedBy(ctx, res, visible, q.AtStart); err != nil {
 				return nil, err
 			}
 		}
-		for i := range docs {
-			if !replaced[docs[i].ID] {
-				out = append(out, docs[i].change())
+		for i := range visible {
+			if !replaced[visible[i].ID] {
+				out = append(out, visible[i].change())
 			}
 			if len(out) == q.Count {
 				return out, nil
 			}
 		}
-		if len(docs) < limit {
+		if n < limit {
 			return out, nil
 		}
-		before = docs[len(docs)-1].Seq
+		before = docs[n-1].Seq
 	}
 }
 
-// replacedBy returns the _ids of the versions among docs whose next version
-// was written at or before t.
-func (s *Store) replacedBy(ctx context.Context, docs []versionDoc, t time.Time) (map[string]bool, error) {
+// replacedBy returns the _ids of the versions among docs whose next
+// version was written at or before t.
+func (s *Store) replacedBy(ctx context.Context, res *resolver, docs []versionDoc, t time.Time) (map[string]bool, error) {
+	next, err := s.nextVersions(ctx, res, docs)
+	if err != nil {
+		return nil, err
+	}
+	replaced := make(map[string]bool, len(next))
+	for id, n := range next {
+		if dateMatches("le", t, n.TS) {
+			replaced[id] = true
+		}
+	}
+	return replaced, nil
+}
+
+// nextVersions returns, by the _id of each of docs that has one, the
+// committed version after it (without body): one query for the first
+// attempts of the next versions, then lookups by _id where an attempt
+// aborted.
+func (s *Store) nextVersions(ctx context.Context, res *resolver, docs []versionDoc) (map[string]versionDoc, error) {
+	out := map[string]versionDoc{}
+	if len(docs) == 0 {
+		return out, nil
+	}
 	next := make(bson.A, 0, len(docs))
-	prev := make(map[string]string, len(docs))
-	for _, d := range docs {
+	prev := make(map[string]*versionDoc, len(docs))
+	for i := range docs {
+		d := &docs[i]
 		id := versionID(d.Type, d.RID, d.V+1)
 		next = append(next, id)
-		prev[id] = d.ID
+		prev[id] = d
 	}
-	found, err := findAll[idDoc](ctx, s.versions,
-		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: next}}}, {Key: "ts", Value: bson.D{dateCond("le", t)}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	found, err := findAll[versionDoc](ctx, s.versions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: next}}}},
+		options.Find().SetProjection(withoutBody))
 	if err != nil {
 		return nil, fmt.Errorf("look up next versions: %w", err)
 	}
-	replaced := make(map[string]bool, len(found))
-	for _, f := range found {
-		replaced[prev[f.ID]] = true
+	for i := range found {
+		f := &found[i]
+		d := prev[f.ID]
+		st, err := res.state(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		switch st {
+		case stCommitted:
+			out[d.ID] = *f
+		case stAborted: // a later attempt may be live
+			live, st, _, err := s.liveVersion(ctx, d.Type, d.RID, d.V+1, withoutBody)
+			if err != nil {
+				return nil, fmt.Errorf("look up next versions: %w", err)
+			}
+			if st == stCommitted {
+				out[d.ID] = live
+			}
+		}
 	}
-	return replaced, nil
+	return out, nil
 }
 
 // maxGapRetries bounds how often one Changes call re-reads after a hole it
@@ -163,8 +228,9 @@ func (s *Store) replacedBy(ctx context.Context, docs []versionDoc, t time.Time) 
 const maxGapRetries = 3
 
 // Changes lists the changes after position after, oldest first: only the run
-// of consecutive positions, so a position still in flight stops the list (see
-// the package documentation).
+// of consecutive positions, so a position still in flight, or held by a
+// transaction not decided yet, stops the list (see the package
+// documentation).
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fhir.Change, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -172,6 +238,8 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fhir.Cha
 	var out []fhir.Change
 	next := after + 1 // the position the feed needs next
 	retries := 0
+	res := s.resolver()
+	defer res.tidy(ctx)
 	for len(out) < limit {
 		batch := limit - len(out) + 16 // voids take room too
 		docs, err := findAll[versionDoc](ctx, s.versions,
@@ -193,8 +261,16 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]fhir.Cha
 					break
 				}
 			}
+			st, err := res.state(ctx, d)
+			if err != nil {
+				return nil, fmt.Errorf("mongostore: changes after %d: %w", after, err)
+			}
+			if st == stPending {
+				stalled = true // a transaction that may still commit: a hole until it is decided
+				break
+			}
 			next = d.Seq + 1
-			if !d.Void {
+			if st == stCommitted {
 				out = append(out, d.change())
 				if len(out) == limit {
 					break

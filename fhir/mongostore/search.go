@@ -470,27 +470,21 @@ func (s *Store) recheck(ctx context.Context, f *filter, docs []pageDoc) ([]pageD
 	if len(docs) == 0 {
 		return docs, nil
 	}
-	next := make(bson.A, len(docs))
+	cands := make([]versionDoc, len(docs))
 	for i := range docs {
-		d := &docs[i].doc
-		next[i] = versionID(d.Type, d.RID, d.V+1)
+		cands[i] = docs[i].doc
 	}
-	newer, err := findAll[idDoc](ctx, s.versions, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: next}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	newer, err := s.nextVersions(ctx, s.resolver(), cands)
 	if err != nil {
 		return nil, fmt.Errorf("check results: %w", err)
 	}
 	if len(newer) == 0 {
 		return docs, nil
 	}
-	stale := make(map[string]bool, len(newer))
-	for _, n := range newer {
-		stale[n.ID] = true
-	}
 	out := docs[:0]
 	for i := range docs {
 		d := docs[i]
-		if !stale[next[i].(string)] {
+		if _, stale := newer[d.doc.ID]; !stale {
 			out = append(out, d)
 			continue
 		}

@@ -23,15 +23,17 @@ import (
 )
 
 var (
-	_ fhir.Store     = (*Store)(nil)
-	_ fhir.Counter   = (*Store)(nil)
-	_ fhir.Reindexer = (*Store)(nil)
+	_ fhir.Store      = (*Store)(nil)
+	_ fhir.Counter    = (*Store)(nil)
+	_ fhir.Reindexer  = (*Store)(nil)
+	_ fhir.Transactor = (*Store)(nil)
 )
 
 // Defaults.
 const (
 	DefaultDatabase   = "fhir"
 	DefaultGapTimeout = 5 * time.Second
+	DefaultTxTimeout  = 30 * time.Second
 )
 
 // Names of the collections and of the counter documents.
@@ -39,6 +41,7 @@ const (
 	versionsName  = "versions"
 	currentPrefix = "current." // + resource type
 	countersName  = "counters"
+	txnsName      = "txns"
 
 	seqCounter = "seq"
 	// projectedCounter is the projection checkpoint. Databases made before
@@ -60,6 +63,11 @@ type Store struct {
 	// reader declares the writer dead and voids its position (default
 	// DefaultGapTimeout).
 	GapTimeout time.Duration
+	// TxTimeout is how long a transaction may go without a sign of life
+	// from its writer (a heartbeat after each batch of versions) before a
+	// reader presumes the writer dead and aborts it (default
+	// DefaultTxTimeout). See Transactions in the package documentation.
+	TxTimeout time.Duration
 	// Logger receives repairs and closed holes (default: discard).
 	Logger *slog.Logger
 
@@ -67,8 +75,19 @@ type Store struct {
 	db         *mongo.Database
 	versions   *mongo.Collection
 	counters   *mongo.Collection
+	txns       *mongo.Collection
 	gapTimeout time.Duration
+	txTimeout  time.Duration
 	log        *slog.Logger
+	// decisions caches the outcomes of transactions, which never change.
+	decisions decisionCache
+	// txBatch is how many versions WriteAll inserts at a time (tests
+	// shrink it; 0: defaultTxBatch).
+	txBatch int
+	// crashAt, when set (by tests), is called at the named steps of
+	// WriteAll; when it returns true, WriteAll stops there as if the
+	// process had been killed, leaving everything as it is.
+	crashAt func(step string) bool
 	// readThenWrite: the server is FerretDB, whose updates are not atomic
 	// and whose only indexed lookup is an _id equality filter; upsertCurrent
 	// then checks the version itself (see there).
@@ -80,7 +99,7 @@ type Store struct {
 // New returns a Store for the database at uri; database may be empty (see
 // Store.Database).
 func New(uri, database string) *Store {
-	return &Store{URI: uri, Database: database, GapTimeout: DefaultGapTimeout}
+	return &Store{URI: uri, Database: database, GapTimeout: DefaultGapTimeout, TxTimeout: DefaultTxTimeout}
 }
 
 // databaseName resolves the database: the configured name, else the URI's.
@@ -113,6 +132,10 @@ func (s *Store) Open(ctx context.Context) error {
 	if s.gapTimeout <= 0 {
 		s.gapTimeout = DefaultGapTimeout
 	}
+	s.txTimeout = s.TxTimeout
+	if s.txTimeout <= 0 {
+		s.txTimeout = DefaultTxTimeout
+	}
 	s.log = s.Logger
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -130,6 +153,7 @@ func (s *Store) Open(ctx context.Context) error {
 	s.db = db
 	s.versions = db.Collection(versionsName)
 	s.counters = db.Collection(countersName)
+	s.txns = db.Collection(txnsName)
 	s.indexed.Clear()
 	if err := s.setUp(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -257,6 +281,7 @@ type versionDoc struct {
 	Tok  []string      `bson:"tok,omitempty"` // token keys of versions written before ix
 	Ix   entryList     `bson:"ix,omitempty"`
 	Void bool          `bson:"void,omitempty"`
+	Tx   string        `bson:"tx,omitempty"` // the transaction that wrote it, until it is tidied (see Transactions)
 }
 
 func (d *versionDoc) resource() fhir.Resource {
@@ -279,6 +304,15 @@ var withoutBody = bson.D{{Key: "json", Value: 0}, {Key: "ix", Value: 0}}
 
 func versionID(typ, id string, v int64) string {
 	return typ + "/" + id + "/" + strconv.FormatInt(v, 10)
+}
+
+// slotID is the _id of attempt k of version v: versionID for the first,
+// then "Type/id/v~k" after k aborted attempts (see Transactions).
+func slotID(typ, id string, v int64, k int) string {
+	if k == 0 {
+		return versionID(typ, id, v)
+	}
+	return versionID(typ, id, v) + "~" + strconv.Itoa(k)
 }
 
 func currentID(typ, id string) string { return typ + "/" + id }

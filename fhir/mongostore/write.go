@@ -35,11 +35,12 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 	if w.Version < 1 {
 		return fhir.Change{}, fmt.Errorf("mongostore: write %s: %w", ref, fhir.ErrVersionConflict)
 	}
-	if err := s.checkVersion(ctx, w.Type, w.ID, w.Version); err != nil {
+	slot, err := s.checkVersion(ctx, w.Type, w.ID, w.Version)
+	if err != nil {
 		return fhir.Change{}, fmt.Errorf("mongostore: write %s: %w", ref, err)
 	}
 	doc := &versionDoc{
-		ID:   ref,
+		ID:   slot,
 		Type: w.Type,
 		RID:  w.ID,
 		V:    w.Version,
@@ -60,28 +61,31 @@ func (s *Store) Write(ctx context.Context, w fhir.Write) (fhir.Change, error) {
 	return doc.change(), nil
 }
 
-// checkVersion fails with ErrVersionConflict unless version v-1 exists (v > 1)
-// and version v does not. Since versions are gap-free and never deleted, this
-// means v-1 is the latest version. Both are reads by _id, which FerretDB,
-// unlike other filters, answers without scanning the collection.
-func (s *Store) checkVersion(ctx context.Context, typ, id string, v int64) error {
-	found, err := s.exists(ctx, versionID(typ, id, v))
+// checkVersion fails with ErrVersionConflict unless version v-1 is
+// committed (v > 1) and version v has no live document (committed or in a
+// pending transaction); it returns the _id to insert version v under: the
+// first slot after the aborted attempts (see liveVersion). Since committed
+// versions are gap-free and never deleted, this means v-1 is the latest
+// version. Every lookup is by _id, which FerretDB, unlike other filters,
+// answers without scanning the collection.
+func (s *Store) checkVersion(ctx context.Context, typ, id string, v int64) (string, error) {
+	_, st, slot, err := s.liveVersion(ctx, typ, id, v, stateOnly)
 	if err != nil {
-		return fmt.Errorf("check current version: %w", err)
+		return "", fmt.Errorf("check current version: %w", err)
 	}
-	if found {
-		return fhir.ErrVersionConflict
+	if st != stAbsent {
+		return "", fhir.ErrVersionConflict
 	}
 	if v == 1 {
-		return nil
+		return slot, nil
 	}
-	if found, err = s.exists(ctx, versionID(typ, id, v-1)); err != nil {
-		return fmt.Errorf("check current version: %w", err)
+	if _, st, _, err = s.liveVersion(ctx, typ, id, v-1, stateOnly); err != nil {
+		return "", fmt.Errorf("check current version: %w", err)
 	}
-	if !found {
-		return fhir.ErrVersionConflict
+	if st != stCommitted {
+		return "", fhir.ErrVersionConflict
 	}
-	return nil
+	return slot, nil
 }
 
 // commit takes a feed position and inserts doc with it: the commit point.
@@ -147,12 +151,17 @@ func (s *Store) settle(ctx context.Context, doc *versionDoc) (landed bool) {
 
 // nextSeq takes the next feed position.
 func (s *Store) nextSeq(ctx context.Context) (int64, error) {
+	return s.takeSeqs(ctx, 1)
+}
+
+// takeSeqs takes n consecutive feed positions and returns the last.
+func (s *Store) takeSeqs(ctx context.Context, n int) (int64, error) {
 	var c struct {
 		N int64 `bson:"n"`
 	}
 	err := s.counters.FindOneAndUpdate(ctx,
 		bson.D{{Key: "_id", Value: seqCounter}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(1)}}}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(n)}}}},
 		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
 	).Decode(&c)
 	if err != nil {
@@ -198,7 +207,7 @@ func (s *Store) void(ctx context.Context, seq int64) (bool, error) {
 // MongoDB applies the conditional upsert atomically. FerretDB 1.x does not (it
 // reads, then writes), so this write may overwrite a later version projected
 // meanwhile; hence, after writing, project looks for the next version (by
-// _id: versions are gap-free) and projects that too. Whoever writes current
+// _id: versions are gap-free) and projects that too, once committed. Whoever writes current
 // last checks afterwards, so current ends at the latest version.
 func (s *Store) project(ctx context.Context, doc *versionDoc) error {
 	return s.projectAt(ctx, doc, false)
@@ -213,13 +222,12 @@ func (s *Store) projectAt(ctx context.Context, doc *versionDoc, again bool) erro
 		if err != nil || !wrote {
 			return err
 		}
-		var next versionDoc
-		err = s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: versionID(doc.Type, doc.RID, doc.V+1)}}).Decode(&next)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil
-		}
+		next, st, _, err := s.liveVersion(ctx, doc.Type, doc.RID, doc.V+1, nil)
 		if err != nil {
 			return fmt.Errorf("look for a version after %s: %w", doc.ID, err)
+		}
+		if st != stCommitted {
+			return nil
 		}
 		doc = &next
 	}
@@ -314,18 +322,14 @@ func (s *Store) advance(ctx context.Context, seq int64) {
 // document.
 func (s *Store) Reindex(ctx context.Context, typ, id string, version int64, entries []fhir.IndexEntry) error {
 	ref := versionID(typ, id, version)
-	var doc versionDoc
-	err := s.versions.FindOne(ctx, bson.D{{Key: "_id", Value: ref}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
-	}
+	doc, st, _, err := s.liveVersion(ctx, typ, id, version, nil)
 	if err != nil {
 		return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
 	}
-	if doc.Op == string(fhir.OpDelete) {
+	if st != stCommitted || doc.Op == string(fhir.OpDelete) {
 		return nil
 	}
-	if newer, err := s.exists(ctx, versionID(typ, id, version+1)); err != nil || newer {
+	if _, st, _, err := s.liveVersion(ctx, typ, id, version+1, stateOnly); err != nil || st == stCommitted {
 		if err != nil {
 			return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
 		}
@@ -336,7 +340,7 @@ func (s *Store) Reindex(ctx context.Context, typ, id string, version int64, entr
 	if ix == nil {
 		ix = entryList{}
 	}
-	if _, err := s.versions.UpdateOne(ctx, bson.D{{Key: "_id", Value: ref}},
+	if _, err := s.versions.UpdateOne(ctx, bson.D{{Key: "_id", Value: doc.ID}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "ix", Value: ix}}}, {Key: "$unset", Value: bson.D{{Key: "tok", Value: ""}}}}); err != nil {
 		return fmt.Errorf("mongostore: reindex %s: %w", ref, err)
 	}
