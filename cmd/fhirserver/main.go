@@ -1,5 +1,6 @@
 // Command fhirserver is the FHIR R4 server and exchange hub: `fhirserver serve`
-// runs it, `fhirserver version` prints the version.
+// runs it, `fhirserver import` loads Bundles and NDJSON files into it,
+// `fhirserver version` prints the version.
 package main
 
 import (
@@ -36,8 +37,11 @@ func main() {
 const usage = `fhirserver — FHIR R4 server and health information exchange hub
 
 Usage:
-  fhirserver serve [flags]   run the server (fhirserver serve -h lists the flags)
-  fhirserver version         print the version
+  fhirserver serve [flags]            run the server (fhirserver serve -h lists the flags)
+  fhirserver import [flags] PATH...   load FHIR Bundles and NDJSON files, into a running
+                                      server (--server URL) or straight into a data
+                                      directory (fhirserver import -h tells more)
+  fhirserver version                  print the version
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		m := NewMain(cfg, stderr)
 		return m.Run(ctx)
+	case "import":
+		return runImport(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fhirserver", version)
 		return nil
