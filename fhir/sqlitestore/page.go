@@ -86,16 +86,12 @@ func (s *Store) Search(ctx context.Context, q *search.Query, page search.Page) (
 	if typ == "" && len(types) == 1 {
 		typ = types[0]
 	}
-	for i := range q.Clauses {
-		filter.w(" AND c.rk IN (")
-		if err := s.clause(&filter, &q.Clauses[i], typ, true); err != nil {
-			return nil, err
-		}
-		filter.w(")")
+	if err := s.filter(&filter, q.Clauses, typ); err != nil {
+		return nil, err
 	}
 	res := &search.Result{Total: -1}
 	if page.Total {
-		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM current c WHERE "+filter.b.String(), filter.args...).Scan(&res.Total); err != nil {
+		if err := s.total(ctx, q, typ, &filter, &res.Total); err != nil {
 			return nil, fmt.Errorf("sqlitestore: count: %w", err)
 		}
 	}
@@ -263,4 +259,17 @@ func keysetFrom(keys []sortKey, i int, cur *search.Cursor, back bool) (string, [
 		return "(" + e + " IS NULL OR " + e + " " + op + " ? OR (" + e + " = ? AND " + rest + "))", args
 	}
 	return "((" + e + " IS NOT NULL AND " + e + " " + op + " ?) OR (" + e + " = ? AND " + rest + "))", args
+}
+
+// total counts the matches of q, whose conditions on current c are filter:
+// from the index rows alone when one clause decides (see countable).
+func (s *Store) total(ctx context.Context, q *search.Query, typ string, filter *sqlb, n *int64) error {
+	if countable(q.Clauses, typ) {
+		var set sqlb
+		if err := s.clause(&set, &q.Clauses[0], typ, true); err != nil {
+			return err
+		}
+		return s.rdb.QueryRowContext(ctx, "SELECT count(DISTINCT rk) FROM ("+set.b.String()+")", set.args...).Scan(n)
+	}
+	return s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM current c WHERE "+filter.b.String(), filter.args...).Scan(n)
 }
