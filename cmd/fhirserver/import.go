@@ -62,6 +62,7 @@ Flags:
 // importOptions is the command line of fhirserver import.
 type importOptions struct {
 	Server           string
+	Token            string // bearer token for Server
 	Concurrency      int
 	BatchSize        int
 	State            string
@@ -91,6 +92,7 @@ func parseImportFlags(args []string, getenv func(string) string, stderr io.Write
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.Server, "server", "", "FHIR base URL of a running server to load into, e.g. http://127.0.0.1:8080/fhir")
+	fs.StringVar(&o.Token, "token", "", "with --server: a bearer access token (system/*.cu or wider), for a server with authorization on; read from FHIR_IMPORT_TOKEN when not given, which keeps it out of the process list")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "requests sent at the same time")
 	fs.IntVar(&o.BatchSize, "batch-size", 500, "entries per batch Bundle made of NDJSON lines or a collection Bundle's resources (each batch also stays under 16 MiB)")
 	fs.StringVar(&o.State, "state", "", "the state file of the files loaded; default: "+stateFileName+" in the first PATH if a directory, else in its directory (in the working directory if that cannot be written)")
@@ -139,7 +141,13 @@ func parseImportFlags(args []string, getenv func(string) string, stderr io.Write
 	case o.Grace < 0:
 		return o, fmt.Errorf("--grace %s: 0 or more", o.Grace)
 	}
+	if o.Token != "" && o.Server == "" {
+		return o, errors.New("--token: only with --server (an import into a data directory needs none)")
+	}
 	if o.Server != "" {
+		if o.Token == "" {
+			o.Token = getenv("FHIR_IMPORT_TOKEN")
+		}
 		u, err := url.Parse(o.Server)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return o, fmt.Errorf("--server %q: give the FHIR base URL, e.g. http://127.0.0.1:8080/fhir", o.Server)
@@ -369,6 +377,7 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 	defer tr.CloseIdleConnections()
 	im := &importer{
 		Base:        o.Server,
+		Token:       o.Token,
 		Client:      &http.Client{Transport: tr},
 		Concurrency: o.Concurrency,
 		BatchSize:   o.BatchSize,
@@ -427,6 +436,8 @@ func openImportStore(ctx context.Context, cfg Config, prog *progress) (*Main, er
 		}
 	}
 	cfg.Listen = "127.0.0.1:0"
+	// The in-process server is this command's own, on loopback for the run.
+	cfg.Auth = "off"
 	cfg.DebugListen = ""
 	cfg.LogLevel = "error"
 	cfg.LogFormat = "text"

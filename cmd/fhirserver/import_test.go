@@ -667,3 +667,53 @@ func TestImportSynthea(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(out))
 }
+
+// TestImportToken sends --token, or FHIR_IMPORT_TOKEN, as a bearer token
+// with every request.
+func TestImportToken(t *testing.T) {
+	base := startImportServer(t)
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "a.json"), txPatient("a"))
+	var mu sync.Mutex
+	var seen []string
+	proxied := gate(t, base, func(_ int, _ http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		return true
+	})
+	for _, c := range []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"Flag", []string{"--token", "t1"}, "t2", "Bearer t1"},
+		{"Environment", nil, "t2", "Bearer t2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			args := append([]string{"import", "--server", proxied, "--restart", "--state", filepath.Join(t.TempDir(), "s.json")}, c.args...)
+			var out, errOut bytes.Buffer
+			getenv := func(k string) string {
+				if k == "FHIR_IMPORT_TOKEN" {
+					return c.env
+				}
+				return ""
+			}
+			if err := runImport(t.Context(), append(args[1:], dir), getenv, &out, &errOut); err != nil {
+				t.Fatalf("import: %v\n%s%s", err, out.String(), errOut.String())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != 1 || seen[0] != c.want {
+				t.Errorf("Authorization of the POSTs: got %q, want [%q]", seen, c.want)
+			}
+		})
+	}
+	if _, err := parseImportFlags([]string{"--token", "x", "--data-dir", dir, dir}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("--token without --server: got no error")
+	}
+}

@@ -24,6 +24,7 @@ import (
 // loaded in State.
 type importer struct {
 	Base        string // the FHIR base URL
+	Token       string // a bearer token, or ""
 	Client      *http.Client
 	Concurrency int
 	BatchSize   int
@@ -515,6 +516,7 @@ func (im *importer) ping(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	im.authorize(req)
 	res, err := im.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("--server %s: %w", im.Base, err)
@@ -540,6 +542,7 @@ func (im *importer) postOnce(ctx context.Context, body []byte) (status int, resp
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Accept", "application/fhir+json")
 	req.Header.Set("Prefer", "return=minimal")
+	im.authorize(req)
 	res, err := im.Client.Do(req)
 	if err != nil {
 		return 0, nil, -1, err
@@ -688,5 +691,12 @@ func (im *importer) fileDone(f *importFile) {
 	im.Progress.FileDone()
 	if f.done != nil {
 		f.done()
+	}
+}
+
+// authorize adds the bearer token, if any.
+func (im *importer) authorize(req *http.Request) {
+	if im.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+im.Token)
 	}
 }
