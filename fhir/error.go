@@ -192,6 +192,19 @@ func PreconditionRequired(format string, args ...any) *Error {
 	return newError(http.StatusPreconditionRequired, IssueConflict, "", format, args...)
 }
 
+// Unauthorized reports a request without valid credentials (401, issue
+// login); challenge is the WWW-Authenticate header to answer with.
+func Unauthorized(challenge string, format string, args ...any) *Error {
+	e := newError(http.StatusUnauthorized, IssueLogin, "", format, args...)
+	e.Header = map[string]string{"WWW-Authenticate": challenge}
+	return e
+}
+
+// Forbidden reports a request the credentials do not allow (403).
+func Forbidden(format string, args ...any) *Error {
+	return newError(http.StatusForbidden, IssueForbidden, "", format, args...)
+}
+
 // NotSupported reports an interaction or format the server does not support.
 func NotSupported(status int, format string, args ...any) *Error {
 	return newError(status, IssueNotSupported, "", format, args...)

@@ -63,6 +63,14 @@ type Service struct {
 	Committed func(ch Change)
 	// OnStoreError is told of every failure of the store (for metrics).
 	OnStoreError func(op string, err error)
+	// Authorize, when set, vets every write just before the store gets it:
+	// w as it will be stored (with its Index; a delete has neither JSON nor
+	// Index) and current, the version it replaces (nil when the resource
+	// does not exist or is deleted). An error fails the write; in a
+	// transaction, the whole transaction (located at the write's entry).
+	// The REST layer enforces SMART scopes with it: checked here, the
+	// version judged is the one the write's version check replaces.
+	Authorize func(ctx context.Context, w Write, current *Resource) error
 
 	condMu sync.Mutex
 	cond   map[string]*sync.Mutex
@@ -338,11 +346,15 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 		}
 		var current int64
 		deleted := false
+		var replaced *Resource
 		if !fresh {
 			cur, err := s.Store.Read(ctx, doc.Type, id)
 			switch {
 			case err == nil:
 				current, deleted = cur.Version, cur.Deleted()
+				if !deleted {
+					replaced = &cur
+				}
 			case errors.Is(err, ErrNotFound):
 			default:
 				return WriteResult{}, s.storeErr("read", err)
@@ -366,6 +378,11 @@ func (s *Service) put(ctx context.Context, doc *Document, id string, ifMatch *in
 			return WriteResult{}, err
 		}
 		w.Index = index
+		if s.Authorize != nil {
+			if err := s.Authorize(ctx, w, replaced); err != nil {
+				return WriteResult{}, err
+			}
+		}
 		ch, err := s.Store.Write(ctx, w)
 		if err == nil {
 			if s.Committed != nil {
@@ -421,7 +438,13 @@ func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch *int64) (R
 		if cur.Deleted() {
 			return cur, nil
 		}
-		ch, err := s.Store.Write(ctx, Write{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: s.now(), Op: OpDelete})
+		w := Write{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: s.now(), Op: OpDelete}
+		if s.Authorize != nil {
+			if err := s.Authorize(ctx, w, &cur); err != nil {
+				return Resource{}, err
+			}
+		}
+		ch, err := s.Store.Write(ctx, w)
 		if err == nil {
 			if s.Committed != nil {
 				s.Committed(ch)

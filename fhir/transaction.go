@@ -272,6 +272,23 @@ func (s *Service) prepareTx(ctx context.Context, ws []TxWrite, docs []*Document,
 			writes[k].Index = index[i]
 		}
 	}
+	if s.Authorize != nil {
+		for i, k := range at {
+			if k < 0 {
+				continue
+			}
+			var replaced *Resource
+			if found[i] && !current[i].Deleted() {
+				replaced = &current[i]
+			}
+			if err := s.Authorize(ctx, writes[k], replaced); err != nil {
+				if fe := AtEntry(err, ws[i].Entry); fe != nil {
+					return nil, nil, nil, fe
+				}
+				return nil, nil, nil, err
+			}
+		}
+	}
 	return writes, at, results, nil
 }
 

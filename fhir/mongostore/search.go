@@ -187,6 +187,8 @@ func (s *Store) compile(ctx context.Context, typ string, clauses []search.Clause
 
 func (s *Store) compileClause(ctx context.Context, c *search.Clause, typ string) (clause, error) {
 	switch {
+	case c.IsGroup():
+		return s.compileGroup(ctx, c, typ)
 	case len(c.Or) > 0:
 		return s.compileOr(ctx, c, typ)
 	case c.Has != nil:
@@ -267,6 +269,55 @@ func (s *Store) compileOr(ctx context.Context, c *search.Clause, typ string) (cl
 		out.cond = or[0].(bson.D)
 	default:
 		out.cond = bson.D{{Key: "$or", Value: or}}
+	}
+	return out, nil
+}
+
+// compileGroup joins the clauses of an AND group, each compiled for the
+// group's type when it has one.
+func (s *Store) compileGroup(ctx context.Context, c *search.Clause, typ string) (clause, error) {
+	t := typ
+	var and bson.A
+	if c.Type != "" {
+		if typ != "" && typ != c.Type {
+			return clause{never: true, exact: true, test: func(string, string, []fhir.IndexEntry) bool { return false }}, nil
+		}
+		t = c.Type
+		and = append(and, bson.D{{Key: "type", Value: c.Type}})
+	}
+	out := clause{exact: true}
+	subs := make([]clause, 0, len(c.All))
+	for i := range c.All {
+		sub, err := s.compileClause(ctx, &c.All[i], t)
+		if err != nil {
+			return clause{}, err
+		}
+		if sub.never {
+			return clause{never: true, exact: true, test: func(string, string, []fhir.IndexEntry) bool { return false }}, nil
+		}
+		subs = append(subs, sub)
+		out.exact = out.exact && sub.exact
+		if sub.cond != nil {
+			and = append(and, sub.cond)
+		}
+	}
+	out.test = func(rt, id string, es []fhir.IndexEntry) bool {
+		if c.Type != "" && rt != c.Type {
+			return false
+		}
+		for i := range subs {
+			if !subs[i].test(rt, id, es) {
+				return false
+			}
+		}
+		return true
+	}
+	switch len(and) {
+	case 0:
+	case 1:
+		out.cond = and[0].(bson.D)
+	default:
+		out.cond = bson.D{{Key: "$and", Value: and}}
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -179,6 +180,11 @@ func (s *Server) transaction(c echo.Context, entries []bundleEntry) ([]entryOut,
 			return nil, fhir.AtEntry(fhir.Invalid("request.url", "%v", err), i)
 		}
 		txs[i] = &txEntry{i: i, e: e, t: t}
+		// Every entry is checked against the token before anything is
+		// resolved or written: a denial fails the whole transaction.
+		if err := s.permitEntry(ctx, e.Request.Method, t); err != nil {
+			return nil, fhir.AtEntry(err, i)
+		}
 	}
 	// Resolve targets in processing order; a later entry's conditional
 	// match sees the database before the transaction, as the spec has it.
@@ -189,6 +195,11 @@ func (s *Server) transaction(c echo.Context, entries []bundleEntry) ([]entryOut,
 		x := txs[i]
 		if err := s.resolveTarget(ctx, x); err != nil {
 			return nil, fhir.AtEntry(err, i)
+		}
+		if x.existing != nil {
+			if err := s.existingVisible(ctx, *x.existing, "ifNoneExist"); err != nil {
+				return nil, fhir.AtEntry(err, i)
+			}
 		}
 		if x.op != "" {
 			key := x.t.typ + "/" + x.id
@@ -296,6 +307,37 @@ func processingOrder(entries []bundleEntry) []int {
 		}
 	}
 	return order
+}
+
+// permitEntry checks that the token may do what a transaction entry asks
+// of its type: GET and HEAD read (an instance) or search, POST creates,
+// PUT and PATCH update, DELETE deletes.
+func (s *Server) permitEntry(ctx context.Context, method string, t target) error {
+	if s.guardFrom(ctx) == nil || t.typ == "" || strings.HasPrefix(t.typ, "$") || strings.HasPrefix(t.typ, "_") {
+		return nil // the entry's own request answers (or is checked by its handler)
+	}
+	switch method {
+	case "GET", "HEAD":
+		if t.id == "" || t.id == "_search" || strings.HasPrefix(t.id, "$") {
+			if t.id == "" || t.id == "_search" {
+				return s.permit(ctx, t.typ, smart.PermSearch, "search")
+			}
+			return nil
+		}
+		if t.id == "_history" {
+			return s.permit(ctx, t.typ, smart.PermRead, "history")
+		}
+		return s.permit(ctx, t.typ, smart.PermRead, "read")
+	case "POST":
+		return s.permit(ctx, t.typ, smart.PermCreate, "create")
+	case "PUT":
+		return s.permit(ctx, t.typ, smart.PermUpdate, "update")
+	case "PATCH":
+		return s.permit(ctx, t.typ, smart.PermUpdate, "patch")
+	case "DELETE":
+		return s.permit(ctx, t.typ, smart.PermDelete, "delete")
+	}
+	return nil
 }
 
 // resolveTarget works out what a write entry writes.
@@ -486,7 +528,7 @@ func (s *Server) batch(c echo.Context, entries []bundleEntry) []entryOut {
 }
 
 // dispatch runs one entry through this server's handler as a request of its
-// own (with the outer request's Prefer and Authorization) and turns the
+// own (with the outer request's Prefer and authorization) and turns the
 // response into the entry's response.
 func (s *Server) dispatch(c echo.Context, e bundleEntry) entryOut {
 	outer := c.Request()
@@ -515,7 +557,7 @@ func (s *Server) dispatch(c echo.Context, e bundleEntry) entryOut {
 	req.Host = outer.Host
 	req.RemoteAddr = outer.RemoteAddr
 	req.TLS = outer.TLS
-	for _, h := range []string{"Prefer", "Authorization", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+	for _, h := range []string{"Prefer", "X-Forwarded-Proto", "X-Forwarded-Host"} {
 		if v := outer.Header.Values(h); len(v) > 0 {
 			req.Header[h] = v
 		}
@@ -524,6 +566,9 @@ func (s *Server) dispatch(c echo.Context, e bundleEntry) entryOut {
 	if len(payload) > 0 {
 		req.Header.Set("Content-Type", contentType)
 	}
+	// The entry runs with the outer request's context, which carries the
+	// verified Access: the token itself is not passed on (nor verified
+	// again, nor logged).
 	for h, v := range map[string]string{"If-None-Match": e.Request.IfNoneMatch, "If-Modified-Since": e.Request.IfModifiedSince,
 		"If-Match": e.Request.IfMatch, "If-None-Exist": e.Request.IfNoneExist} {
 		if v != "" {

@@ -2,12 +2,15 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -26,7 +29,11 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	id := c.Param("id")
-	out, err := s.Search.Everything(c.Request().Context(), id, params, strictHandling(c.Request()))
+	ctx := c.Request().Context()
+	if err := s.permitEverything(ctx, id, params); err != nil {
+		return err
+	}
+	out, err := s.Search.Everything(ctx, id, params, strictHandling(c.Request()), s.searchLimit(ctx, smart.PermRead))
 	if err != nil {
 		return err
 	}
@@ -39,6 +46,36 @@ func (s *Server) everything(c echo.Context) error {
 		return err
 	}
 	return write(c, http.StatusOK, b)
+}
+
+// permitEverything checks $everything against the token: it reads the
+// Patient (a patient outside the token's rules is 404, as for a read) and
+// each type _type names; without _type it returns the compartment's types
+// the token may read, and leaves the others out.
+func (s *Server) permitEverything(ctx context.Context, id string, params url.Values) error {
+	if s.guardFrom(ctx) == nil {
+		return nil
+	}
+	if err := s.permit(ctx, "Patient", smart.PermRead, "$everything"); err != nil {
+		return err
+	}
+	for _, v := range params["_type"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				if err := s.permit(ctx, t, smart.PermRead, "$everything"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if id == "" || !fhir.ValidID(id) {
+		return nil
+	}
+	r, err := s.Service.Store.Read(ctx, "Patient", id)
+	if err != nil || r.Deleted() {
+		return nil // $everything answers 404 itself
+	}
+	return s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("Patient/%s does not exist", id) })
 }
 
 // operationParams gathers an operation's parameters: the query string, plus

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -21,7 +22,17 @@ type Subsetter interface {
 
 func (s *Server) read(c echo.Context) error {
 	setInteraction(c, "read")
-	r, err := s.Service.Read(c.Request().Context(), c.Param("type"), c.Param("id"))
+	ctx, typ, id := c.Request().Context(), c.Param("type"), c.Param("id")
+	if err := s.permit(ctx, typ, smart.PermRead, "read"); err != nil {
+		return err
+	}
+	r, err := s.Service.Read(ctx, typ, id)
+	if r.Version > 0 {
+		// A resource outside the token's rules does not exist for it.
+		if err := s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("%s/%s does not exist", typ, id) }); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		if r.Deleted() {
 			c.Response().Header().Set("ETag", etag(r.Version))
@@ -39,7 +50,16 @@ func (s *Server) read(c echo.Context) error {
 
 func (s *Server) vread(c echo.Context) error {
 	setInteraction(c, "vread")
-	r, err := s.Service.VRead(c.Request().Context(), c.Param("type"), c.Param("id"), c.Param("vid"))
+	ctx, typ, id, vid := c.Request().Context(), c.Param("type"), c.Param("id"), c.Param("vid")
+	if err := s.permit(ctx, typ, smart.PermRead, "vread"); err != nil {
+		return err
+	}
+	r, err := s.Service.VRead(ctx, typ, id, vid)
+	if r.Version > 0 {
+		if err := s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("%s/%s has no version %d", typ, id, r.Version) }); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -143,17 +163,24 @@ func ifMatch(c echo.Context) (*int64, error) {
 
 func (s *Server) create(c echo.Context) error {
 	setInteraction(c, "create")
+	ctx, typ := c.Request().Context(), c.Param("type")
+	if err := s.permit(ctx, typ, smart.PermCreate, "create"); err != nil {
+		return err
+	}
 	body, err := s.readBody(c)
 	if err != nil {
 		return err
 	}
-	res, err := s.Service.Create(c.Request().Context(), c.Param("type"), body, c.Request().Header.Get("If-None-Exist"))
+	res, err := s.Service.Create(ctx, typ, body, c.Request().Header.Get("If-None-Exist"))
 	if err != nil {
 		return err
 	}
 	status := http.StatusCreated
 	if res.Existing {
 		status = http.StatusOK
+		if err := s.existingVisible(ctx, res.Resource, "If-None-Exist"); err != nil {
+			return err
+		}
 	}
 	return s.respondWrite(c, status, res.Resource, "created")
 }
@@ -161,6 +188,9 @@ func (s *Server) create(c echo.Context) error {
 func (s *Server) update(c echo.Context) error {
 	setInteraction(c, "update")
 	typ, id := c.Param("type"), c.Param("id")
+	if err := s.permit(c.Request().Context(), typ, smart.PermUpdate, "update"); err != nil {
+		return err
+	}
 	return s.put(c, func(ctx context.Context, body []byte, im *int64) (fhir.WriteResult, error) {
 		return s.Service.Update(ctx, typ, id, body, im)
 	})
@@ -169,6 +199,9 @@ func (s *Server) update(c echo.Context) error {
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	setInteraction(c, "conditional-update")
 	typ, criteria := c.Param("type"), c.Request().URL.RawQuery
+	if err := s.permit(c.Request().Context(), typ, smart.PermUpdate, "conditional update"); err != nil {
+		return err
+	}
 	return s.put(c, func(ctx context.Context, body []byte, im *int64) (fhir.WriteResult, error) {
 		return s.Service.ConditionalUpdate(ctx, typ, criteria, body, im)
 	})
@@ -229,11 +262,14 @@ func preferReturn(r *http.Request) string {
 
 func (s *Server) delete(c echo.Context) error {
 	setInteraction(c, "delete")
+	typ, id := c.Param("type"), c.Param("id")
+	if err := s.permit(c.Request().Context(), typ, smart.PermDelete, "delete"); err != nil {
+		return err
+	}
 	im, err := ifMatch(c)
 	if err != nil {
 		return err
 	}
-	typ, id := c.Param("type"), c.Param("id")
 	r, err := s.Service.Delete(c.Request().Context(), typ, id, im)
 	if err != nil {
 		return err
@@ -243,6 +279,9 @@ func (s *Server) delete(c echo.Context) error {
 
 func (s *Server) conditionalDelete(c echo.Context) error {
 	setInteraction(c, "conditional-delete")
+	if err := s.permit(c.Request().Context(), c.Param("type"), smart.PermDelete, "conditional delete"); err != nil {
+		return err
+	}
 	r, err := s.Service.ConditionalDelete(c.Request().Context(), c.Param("type"), c.Request().URL.RawQuery)
 	if err != nil {
 		return err

@@ -2,12 +2,14 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -22,17 +24,30 @@ func (s *Server) history(interaction string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		ctx := c.Request().Context()
+		if err := s.permitHistory(ctx, q); err != nil {
+			return err
+		}
 		want := q.Count
 		q.Count = want + 1 // one more tells whether there is a next page
-		chs, err := s.Service.History(c.Request().Context(), q)
+		chs, err := s.Service.History(ctx, q)
 		if err != nil {
 			return err
 		}
-		more := len(chs) > want
-		if more {
+		var next int64 // the position after this page; 0 when it is the last
+		if len(chs) > want {
 			chs = chs[:want]
+			if want > 0 {
+				next = chs[want-1].Seq
+			}
 		}
-		return write(c, http.StatusOK, s.historyBundle(c, chs, more))
+		// The versions outside the token's rules are left out: the page
+		// may hold fewer than _count, and its next link continues after
+		// the versions read.
+		if chs, err = s.visibleChanges(ctx, chs); err != nil {
+			return err
+		}
+		return write(c, http.StatusOK, s.historyBundle(c, chs, next))
 	}
 }
 
@@ -73,8 +88,59 @@ func (s *Server) parseHistory(c echo.Context) (fhir.HistoryQuery, error) {
 	return q, nil
 }
 
+// permitHistory checks a history request against the token: read on the
+// type (on some type for the system history), and for an instance, that
+// the resource is within the token's rules (404 otherwise, as for a read).
+func (s *Server) permitHistory(ctx context.Context, q fhir.HistoryQuery) error {
+	g := s.guardFrom(ctx)
+	if g == nil {
+		return nil
+	}
+	if q.Type == "" {
+		if s.Search != nil {
+			for _, t := range s.Search.Registry.Types() {
+				r, err := g.restrict(ctx, t, smart.PermRead)
+				if err != nil || r.ok {
+					return err
+				}
+			}
+		}
+		return fhir.Forbidden("the system history needs a scope granting read (r) on some type; the token grants none")
+	}
+	if err := s.permit(ctx, q.Type, smart.PermRead, "history"); err != nil {
+		return err
+	}
+	if q.ID == "" || !fhir.ValidID(q.ID) {
+		return nil
+	}
+	r, err := s.Service.Store.Read(ctx, q.Type, q.ID)
+	if err != nil {
+		return nil // History answers for a resource that does not exist
+	}
+	return s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("%s/%s does not exist", q.Type, q.ID) })
+}
+
+// visibleChanges keeps the versions the token may read, each judged on its
+// own content (a deletion on the version it deleted).
+func (s *Server) visibleChanges(ctx context.Context, chs []fhir.Change) ([]fhir.Change, error) {
+	if s.guardFrom(ctx) == nil {
+		return chs, nil
+	}
+	out := chs[:0:0]
+	for _, ch := range chs {
+		ok, err := s.visibleTo(ctx, ch.Resource, smart.PermRead)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, ch)
+		}
+	}
+	return out, nil
+}
+
 // historyBundle renders a history Bundle; resources are copied in as stored.
-func (s *Server) historyBundle(c echo.Context, chs []fhir.Change, more bool) []byte {
+func (s *Server) historyBundle(c echo.Context, chs []fhir.Change, next int64) []byte {
 	base := s.base(c)
 	var buf bytes.Buffer
 	buf.WriteString(`{"resourceType":"Bundle","id":"`)
@@ -89,9 +155,9 @@ func (s *Server) historyBundle(c echo.Context, chs []fhir.Change, more bool) []b
 	link("self", self)
 	buf.WriteByte(',')
 	link("first", s.pageURL(c, base, 0))
-	if more && len(chs) > 0 {
+	if next > 0 {
 		buf.WriteByte(',')
-		link("next", s.pageURL(c, base, chs[len(chs)-1].Seq))
+		link("next", s.pageURL(c, base, next))
 	}
 	buf.WriteString(`],"entry":[`)
 	for i, ch := range chs {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -18,7 +19,16 @@ const metaRetries = 10
 // metaRead answers GET or POST [type]/[id]/$meta with the current meta.
 func (s *Server) metaRead(c echo.Context) error {
 	setInteraction(c, "operation-meta")
-	r, err := s.Service.Read(c.Request().Context(), c.Param("type"), c.Param("id"))
+	ctx, typ, id := c.Request().Context(), c.Param("type"), c.Param("id")
+	if err := s.permit(ctx, typ, smart.PermRead, "$meta"); err != nil {
+		return err
+	}
+	r, err := s.Service.Read(ctx, typ, id)
+	if r.Version > 0 {
+		if err := s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("%s/%s does not exist", typ, id) }); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -42,6 +52,13 @@ func (s *Server) metaDelete(c echo.Context) error {
 }
 
 func (s *Server) metaChange(c echo.Context, add bool) error {
+	op := "$meta-delete"
+	if add {
+		op = "$meta-add"
+	}
+	if err := s.permit(c.Request().Context(), c.Param("type"), smart.PermUpdate, op); err != nil {
+		return err
+	}
 	body, err := s.readBody(c)
 	if err != nil {
 		return err

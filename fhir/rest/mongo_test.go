@@ -19,6 +19,7 @@ func TestOnMongoDB(t *testing.T) {
 		{"History", TestHistory}, {"Conditional", TestConditional}, {"Prefer", TestPrefer},
 		{"SummaryAndElements", TestSummaryAndElements}, {"BodyLimit", TestBodyLimit},
 		{"Everything", TestEverything}, {"Meta", TestMeta},
+		{"Scopes", TestScopes}, {"ScopesWrites", TestScopesWrites}, {"ScopesBundles", TestScopesBundles},
 	} {
 		t.Run(tc.name, tc.f)
 	}

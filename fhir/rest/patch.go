@@ -7,6 +7,7 @@ import (
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/patch"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -33,6 +34,9 @@ func (s *Server) patch(c echo.Context) error {
 	typ, id := c.Param("type"), c.Param("id")
 	setInteraction(c, "patch")
 	r := c.Request()
+	if err := s.permit(r.Context(), typ, smart.PermUpdate, "patch"); err != nil {
+		return err
+	}
 	body, err := s.readRawBody(c)
 	if err != nil {
 		return err

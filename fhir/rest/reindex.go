@@ -11,15 +11,18 @@ import (
 // 202 with the job's status URL in Content-Location.
 func (s *Server) reindex(c echo.Context) error {
 	setInteraction(c, "operation-reindex")
-	if s.Reindexing == nil {
-		return fhir.NotSupported(http.StatusNotImplemented, "$reindex is not supported by this store")
-	}
 	var types []string
 	if typ := c.Param("type"); typ != "" {
 		if s.Service.Validator != nil && !s.Service.Validator.KnownType(typ) {
 			return fhir.NotFound("unknown resource type %q", typ)
 		}
 		types = []string{typ}
+	}
+	if err := s.requireAdmin(c.Request().Context(), types, "$reindex"); err != nil {
+		return err
+	}
+	if s.Reindexing == nil {
+		return fhir.NotSupported(http.StatusNotImplemented, "$reindex is not supported by this store")
 	}
 	job, err := s.Reindexing.Start(types)
 	if err != nil {
@@ -33,6 +36,9 @@ func (s *Server) reindex(c echo.Context) error {
 // reindexStatus reports a job's progress as a Parameters resource.
 func (s *Server) reindexStatus(c echo.Context) error {
 	setInteraction(c, "operation-reindex-status")
+	if err := s.requireAdmin(c.Request().Context(), nil, "$reindex-status"); err != nil {
+		return err
+	}
 	if s.Reindexing == nil {
 		return fhir.NotSupported(http.StatusNotImplemented, "$reindex is not supported by this store")
 	}

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/search"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 )
 
@@ -76,11 +78,20 @@ func (s *Server) searchCompartment(c echo.Context) error {
 	if s.Service.Validator != nil && !s.Service.Validator.KnownType(typ) {
 		return fhir.NotFound("unknown resource type %q", typ)
 	}
+	ctx := c.Request().Context()
+	if err := s.permit(ctx, typ, smart.PermSearch, "search"); err != nil {
+		return err
+	}
 	params, err := s.searchParams(c)
 	if err != nil {
 		return err
 	}
-	out, err := s.Search.CompartmentSearch(c.Request().Context(), compType, compID, typ, params, strictHandling(c.Request()))
+	q, err := s.Search.CompartmentQuery(compType, compID, typ, params, strictHandling(c.Request()))
+	if err != nil {
+		return err
+	}
+	q.Limit = s.searchLimit(ctx, smart.PermSearch)
+	out, err := s.Search.Run(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -99,7 +110,16 @@ func (s *Server) runSearch(c echo.Context, typ string) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.Search.Search(c.Request().Context(), typ, params, strictHandling(c.Request()))
+	ctx := c.Request().Context()
+	q, err := s.Search.Registry.Parse(typ, params, strictHandling(c.Request()))
+	if err != nil {
+		return err
+	}
+	if err := s.permitSearch(ctx, q); err != nil {
+		return err
+	}
+	q.Limit = s.searchLimit(ctx, smart.PermSearch)
+	out, err := s.Search.Run(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -108,6 +128,31 @@ func (s *Server) runSearch(c echo.Context, typ string) error {
 		return err
 	}
 	return write(c, http.StatusOK, b)
+}
+
+// permitSearch checks that the token may search the type of q, or each
+// type of a system search's _type, or (without _type) some type at all; a
+// system search then returns the types the token may search.
+func (s *Server) permitSearch(ctx context.Context, q *search.Query) error {
+	if q.Type != "" {
+		return s.permit(ctx, q.Type, smart.PermSearch, "search")
+	}
+	for _, t := range q.Types {
+		if err := s.permit(ctx, t, smart.PermSearch, "search"); err != nil {
+			return err
+		}
+	}
+	g := s.guardFrom(ctx)
+	if g == nil || len(q.Types) > 0 {
+		return nil
+	}
+	for _, t := range s.Search.Registry.Types() {
+		r, err := g.restrict(ctx, t, smart.PermSearch)
+		if err != nil || r.ok {
+			return err
+		}
+	}
+	return fhir.Forbidden("a search of all types needs a scope granting search (s) on some type; the token grants none")
 }
 
 // searchBundle renders a searchset Bundle; resources are copied in as

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/search"
+	"github.com/fhirhub/fhirhub/smart"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,6 +31,10 @@ type Server struct {
 	MaxBundleBytes int64
 	// DefaultCount and MaxCount bound _count on history (defaults 50, 1000).
 	DefaultCount, MaxCount int
+	// CORSOrigins are the origins whose scripts may call the API (default:
+	// any, "*": the API takes bearer tokens, not cookies, so a page of
+	// another origin can only use a token it was given).
+	CORSOrigins []string
 	// SoftwareVersion is reported in the CapabilityStatement.
 	SoftwareVersion string
 	// Search runs searches (nil: search answers 501).
@@ -41,6 +46,15 @@ type Server struct {
 	Logger    *slog.Logger
 	// Registry receives the server's metrics (default: a new registry).
 	Registry *prometheus.Registry
+	// Verifier checks the bearer tokens of SMART on FHIR clients; nil turns
+	// authorization off (every request may do everything). With it, every
+	// request under /fhir but GET /fhir/metadata needs a token, and each
+	// interaction is limited to what the token's scopes grant (see authz.go).
+	Verifier smart.Verifier
+	// AuthEndpoints are the OAuth endpoints the CapabilityStatement
+	// advertises (keys authorize, token, introspect, revoke, register,
+	// manage; absolute URLs).
+	AuthEndpoints map[string]string
 
 	metrics  *metrics
 	handler  http.Handler // what Handler returned: bundles dispatch entries to it
@@ -85,6 +99,10 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.metrics.middleware)
+	// Browser apps (SMART apps) call the API from their own origin with a
+	// bearer token: answer CORS preflights before authentication, and let
+	// scripts read the headers a FHIR client needs.
+	e.Use(s.cors)
 
 	e.GET("/healthz", func(c echo.Context) error {
 		setInteraction(c, "healthz")
@@ -93,7 +111,10 @@ func (s *Server) Handler() http.Handler {
 	e.GET("/readyz", s.ready)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
 
-	g := e.Group(BasePath, s.negotiate)
+	if s.Service.Authorize == nil {
+		s.Service.Authorize = s.authorizeWrite // a no-op for requests without an Access
+	}
+	g := e.Group(BasePath, s.negotiate, s.authenticate)
 	g.GET("/metadata", s.capabilities)
 	g.GET("", s.searchSystem)
 	g.POST("/_search", s.searchSystem)

@@ -65,15 +65,21 @@ func LoadCompartments() (Compartments, error) {
 // "refers to the compartment's resource through one of the compartment's
 // parameters".
 func (e *Engine) CompartmentSearch(ctx context.Context, compType, compID, typ string, params url.Values, strict bool) (*Outcome, error) {
-	e.compOnce.Do(func() {
-		if e.Compartments == nil {
-			e.Compartments, e.compErr = LoadCompartments()
-		}
-	})
-	if e.compErr != nil {
-		return nil, fhir.Internal(e.compErr, "search: load the compartment definitions")
+	q, err := e.CompartmentQuery(compType, compID, typ, params, strict)
+	if err != nil {
+		return nil, err
 	}
-	comp, ok := e.Compartments[compType]
+	return e.Run(ctx, q)
+}
+
+// CompartmentQuery parses a compartment search (see CompartmentSearch)
+// without running it.
+func (e *Engine) CompartmentQuery(compType, compID, typ string, params url.Values, strict bool) (*Query, error) {
+	comps, err := e.compartments()
+	if err != nil {
+		return nil, err
+	}
+	comp, ok := comps[compType]
 	if !ok {
 		return nil, fhir.NotFound("%s is not a compartment (compartments: Patient, Encounter, Practitioner, RelatedPerson, Device)", compType)
 	}
@@ -100,5 +106,5 @@ func (e *Engine) CompartmentSearch(ctx context.Context, compType, compID, typ st
 		return nil, fhir.NotFound("%s resources are not in the %s compartment", typ, compType)
 	}
 	q.Clauses = append([]Clause{{Name: compType + "/" + compID, Or: or}}, q.Clauses...)
-	return e.Run(ctx, q)
+	return q, nil
 }

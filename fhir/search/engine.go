@@ -76,6 +76,16 @@ func (e *Engine) Run(ctx context.Context, q *Query) (*Outcome, error) {
 		return nil, err
 	}
 	out := &Outcome{Query: q, Total: -1, Warnings: q.Ignored}
+	lq, err := e.limited(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if lq == nil { // the Limit lets nothing of these types through
+		if q.Total != "none" {
+			out.Total = 0
+		}
+		return out, nil
+	}
 	page := Page{Count: count, Total: q.Total == "accurate" || q.Total == "estimate" || q.Summary == "count"}
 	if q.Cursor != "" {
 		if len(q.Cursor) < 2 || (q.Cursor[0] != 'n' && q.Cursor[0] != 'p') {
@@ -94,7 +104,7 @@ func (e *Engine) Run(ctx context.Context, q *Query) (*Outcome, error) {
 	if count == 0 { // _count=0 or _summary=count: the total only
 		page.Count = 1
 	}
-	res, err := e.Backend.Search(ctx, q, page)
+	res, err := e.Backend.Search(ctx, lq, page)
 	if err != nil {
 		var fe *fhir.Error
 		if errors.As(err, &fe) {
@@ -174,11 +184,14 @@ func (e *Engine) includes(ctx context.Context, q *Query, out *Outcome) error {
 				if have[ref[0]+"/"+ref[1]] {
 					continue
 				}
-				r, err := e.Store.Read(ctx, ref[0], ref[1])
-				if err != nil || r.Deleted() {
-					continue // a dangling reference includes nothing
+				r, ok, err := e.include(ctx, q.Limit, ref[0], ref[1])
+				if err != nil {
+					return err
 				}
-				if !add(r) {
+				if !ok {
+					continue // a dangling reference (or one the caller may not see) includes nothing
+				}
+				if !add(*r) {
 					full = true
 					break
 				}
@@ -188,7 +201,7 @@ func (e *Engine) includes(ctx context.Context, q *Query, out *Outcome) error {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			rs, err := e.referrers(ctx, frontier, inc, maxInc)
+			rs, err := e.referrers(ctx, frontier, inc, maxInc, q.Limit)
 			if err != nil {
 				return err
 			}
@@ -210,6 +223,19 @@ func (e *Engine) includes(ctx context.Context, q *Query, out *Outcome) error {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// include reads the resource an _include names: nothing when it is missing,
+// deleted or outside l.
+func (e *Engine) include(ctx context.Context, l Limit, typ, id string) (*fhir.Resource, bool, error) {
+	if l != nil {
+		return e.visible(ctx, l, typ, id)
+	}
+	r, err := e.Store.Read(ctx, typ, id)
+	if err != nil || r.Deleted() {
+		return nil, false, nil
+	}
+	return &r, true, nil
+}
 
 // references returns the Type/id pairs the resources point to through inc.
 func (e *Engine) references(rs []fhir.Resource, inc Include) ([][2]string, error) {
@@ -254,9 +280,17 @@ func (e *Engine) references(rs []fhir.Resource, inc Include) ([][2]string, error
 
 // referrers returns the resources of inc.Source that refer to any of rs
 // through inc.Param (every reference parameter with *).
-func (e *Engine) referrers(ctx context.Context, rs []fhir.Resource, inc Include, limit int) ([]fhir.Resource, error) {
+func (e *Engine) referrers(ctx context.Context, rs []fhir.Resource, inc Include, limit int, l Limit) ([]fhir.Resource, error) {
 	if len(rs) == 0 {
 		return nil, nil
+	}
+	var restrict *Clause
+	if l != nil {
+		c, ok, err := l.Restrict(ctx, inc.Source)
+		if err != nil || !ok {
+			return nil, err
+		}
+		restrict = c
 	}
 	params := []*Param{inc.Param}
 	if inc.Wildcard {
@@ -283,7 +317,7 @@ func (e *Engine) referrers(ctx context.Context, rs []fhir.Resource, inc Include,
 		if len(vals) == 0 {
 			continue
 		}
-		q := &Query{Type: inc.Source, Clauses: []Clause{{Name: p.Code, Param: p, Values: vals}}}
+		q := &Query{Type: inc.Source, Clauses: appendRestriction([]Clause{{Name: p.Code, Param: p, Values: vals}}, restrict)}
 		res, err := e.Backend.Search(ctx, q, Page{Count: limit + 1})
 		if err != nil {
 			return nil, fhir.Internal(err, "search: _revinclude %s", inc.Raw)

@@ -88,7 +88,10 @@ func (ev *everything) wants(typ string) bool { return ev.types == nil || ev.type
 // the compartment types hold every resource that refers, through a
 // compartment parameter, to an existing Patient (a chain to Patient, so
 // each resource appears once however many patients it names).
-func (e *Engine) Everything(ctx context.Context, patientID string, params url.Values, strict bool) (*Outcome, error) {
+//
+// limit, when not nil, confines matches and included resources alike to
+// what the caller may see (types it lets nothing of are left out).
+func (e *Engine) Everything(ctx context.Context, patientID string, params url.Values, strict bool, limit Limit) (*Outcome, error) {
 	comps, err := e.compartments()
 	if err != nil {
 		return nil, err
@@ -112,6 +115,21 @@ func (e *Engine) Everything(ctx context.Context, patientID string, params url.Va
 		}
 	}
 	types := e.everythingTypes(comps["Patient"], ev)
+	restrict := map[string]*Clause{}
+	if limit != nil {
+		kept := types[:0:0]
+		for _, t := range types {
+			c, ok, err := limit.Restrict(ctx, t)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				kept = append(kept, t)
+				restrict[t] = c
+			}
+		}
+		types = kept
+	}
 	out := &Outcome{Query: &Query{Type: "Patient", Count: ev.count}, Total: -1, Warnings: ev.warnings}
 
 	i := 0
@@ -129,6 +147,9 @@ func (e *Engine) Everything(ctx context.Context, patientID string, params url.Va
 			return q, nil
 		}
 		q, err := e.everythingQuery(typ, comps["Patient"][typ], ev)
+		if q != nil {
+			q.Clauses = appendRestriction(q.Clauses, restrict[typ])
+		}
 		queries[typ] = q
 		return q, err
 	}
@@ -174,7 +195,7 @@ func (e *Engine) Everything(ctx context.Context, patientID string, params url.Va
 			break
 		}
 	}
-	if err := e.everythingIncludes(ctx, ev, out); err != nil {
+	if err := e.everythingIncludes(ctx, ev, out, limit); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -386,7 +407,7 @@ func (e *Engine) clauseOf(typ, key, value string) (Clause, error) {
 // everythingIncludes adds what the page's matches refer to among
 // EverythingIncludes (and _type), one level, each once, at most
 // MaxIncluded.
-func (e *Engine) everythingIncludes(ctx context.Context, ev *everything, out *Outcome) error {
+func (e *Engine) everythingIncludes(ctx context.Context, ev *everything, out *Outcome, limit Limit) error {
 	maxInc := e.MaxIncluded
 	if maxInc <= 0 {
 		maxInc = 1000
@@ -426,11 +447,14 @@ func (e *Engine) everythingIncludes(ctx context.Context, ev *everything, out *Ou
 					Diagnostics: "the page's resources refer to more than " + itoa(maxInc) + " resources; the rest were left out"})
 				return nil
 			}
-			r, err := e.Store.Read(ctx, ref[0], ref[1])
-			if err != nil || r.Deleted() {
-				continue // a dangling reference includes nothing
+			r, ok, err := e.include(ctx, limit, ref[0], ref[1])
+			if err != nil {
+				return err
 			}
-			out.Included = append(out.Included, r)
+			if !ok {
+				continue // a dangling reference (or one the caller may not see) includes nothing
+			}
+			out.Included = append(out.Included, *r)
 		}
 	}
 	return nil

@@ -31,6 +31,17 @@ func Match(clauses []Clause, typ, id string, entries []Entry, r Resolver) bool {
 var Now = time.Now
 
 func matchClause(c *Clause, typ, id string, entries []Entry, r Resolver) bool {
+	if c.IsGroup() {
+		if c.Type != "" && c.Type != typ {
+			return false
+		}
+		for i := range c.All {
+			if !matchClause(&c.All[i], typ, id, entries, r) {
+				return false
+			}
+		}
+		return true
+	}
 	if len(c.Or) > 0 {
 		for i := range c.Or {
 			if matchClause(&c.Or[i], typ, id, entries, r) {

@@ -27,6 +27,10 @@ type Query struct {
 
 	// Ignored lists the parameters left out in lenient handling, with why.
 	Ignored []fhir.Issue
+
+	// Limit, when set, confines the results (matches and included
+	// resources) to what the caller may see; see Limit.
+	Limit Limit
 }
 
 // Clause is one search parameter of the filter: any of Values may match (OR).
@@ -46,9 +50,20 @@ type Clause struct {
 	// Or, when set, makes the clause match when any of these clauses does
 	// (compartment search: subject or performer points at the patient).
 	// Param is nil then.
-	Or     []Clause
+	Or []Clause
+	// All and Type make the clause an AND group (see IsGroup), usable inside
+	// Or: it matches when every clause of All does (none: always) and, when
+	// Type is set, only resources of that type, whose parameters All's
+	// clauses then name (a system search's per-type condition). SMART rules
+	// are written with them: each rule is a compartment AND a filter, and
+	// several rules are OR-ed. Param is nil then.
+	All    []Clause
+	Type   string
 	Values []Value
 }
+
+// IsGroup says whether c is an AND group (All or Type set).
+func (c *Clause) IsGroup() bool { return c.All != nil || c.Type != "" }
 
 // Chain is the target side of a chained parameter.
 type Chain struct {

@@ -23,6 +23,9 @@ func (e *Engine) expandValueSets(ctx context.Context, clauses []Clause) error {
 		if err := e.expandValueSets(ctx, c.Or); err != nil {
 			return err
 		}
+		if err := e.expandValueSets(ctx, c.All); err != nil {
+			return err
+		}
 		for k := range c.Chain {
 			sub := []Clause{c.Chain[k].Clause}
 			if err := e.expandValueSets(ctx, sub); err != nil {

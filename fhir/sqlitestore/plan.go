@@ -20,7 +20,7 @@ import (
 // kind alone: references and ids first, then tokens, compartments, strings,
 // chains, ranges, :missing, and negations last (a negation matches nearly
 // everything). Clauses that cannot be written as a probe (chains, _has, OR
-// groups) keep their IN subquery whatever the choice.
+// and AND groups) keep their IN subquery whatever the choice.
 
 // driverRank orders clauses by how many resources they likely match: lower
 // is fewer.
@@ -28,7 +28,7 @@ func driverRank(c *search.Clause) int {
 	switch {
 	case negated(c):
 		return 9
-	case len(c.Or) > 0:
+	case len(c.Or) > 0, c.IsGroup():
 		return 2
 	case c.Has != nil, len(c.Chain) > 0:
 		return 4
@@ -71,7 +71,7 @@ func pickDriver(cs []search.Clause) int {
 
 // probeable says whether probe can write c.
 func probeable(c *search.Clause) bool {
-	return len(c.Or) == 0 && c.Has == nil && len(c.Chain) == 0 && c.Param != nil
+	return len(c.Or) == 0 && !c.IsGroup() && c.Has == nil && len(c.Chain) == 0 && c.Param != nil
 }
 
 // probe writes c as a condition on the resource whose rk is rk: the
@@ -182,6 +182,11 @@ func countable(cs []search.Clause, typ string) bool {
 		}
 		for i := range c.Or {
 			if has(&c.Or[i]) {
+				return true
+			}
+		}
+		for i := range c.All {
+			if has(&c.All[i]) {
 				return true
 			}
 		}

@@ -75,6 +75,8 @@ func typeCond(q *sqlb, a, typ string) {
 // match clause c, ignoring :missing and :not (see clause).
 func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 	switch {
+	case c.IsGroup():
+		return s.group(q, c, typ)
 	case len(c.Or) > 0:
 		for i := range c.Or {
 			if i > 0 {
@@ -143,6 +145,44 @@ func (s *Store) set(q *sqlb, c *search.Clause, typ string) error {
 		if err := cond(q, a, c.Param.Type, c.Modifier, v); err != nil {
 			return err
 		}
+	}
+	q.w(")")
+	return nil
+}
+
+// group writes the rk set of an AND group: the intersection of its
+// clauses' sets, each written for the group's type when it has one (so the
+// set holds resources of that type only), or the current resources of the
+// type when the group has no clauses.
+func (s *Store) group(q *sqlb, c *search.Clause, typ string) error {
+	t := typ
+	if c.Type != "" {
+		if typ != "" && typ != "Resource" && typ != c.Type {
+			q.w("SELECT rk FROM current WHERE 0")
+			return nil
+		}
+		t = c.Type
+	}
+	if len(c.All) == 0 {
+		a := q.alias()
+		q.w("SELECT " + a + ".rk FROM current " + a + " WHERE ")
+		typeCond(q, a, t)
+		q.w(a + ".deleted = 0")
+		return nil
+	}
+	// SQLite's compound operators have equal precedence and associate to
+	// the left, so each operand, and the intersection itself (which may be
+	// an operand of an OR's UNION), is wrapped whole.
+	q.w("SELECT rk FROM (")
+	for i := range c.All {
+		if i > 0 {
+			q.w(" INTERSECT ")
+		}
+		q.w("SELECT rk FROM (")
+		if err := s.clause(q, &c.All[i], t, true); err != nil {
+			return err
+		}
+		q.w(")")
 	}
 	q.w(")")
 	return nil

@@ -102,6 +102,30 @@ func Run(t *testing.T, s Store, opts Options) {
 			}
 		}
 	})
+	t.Run("Groups", func(t *testing.T) {
+		// OR-ed AND groups, as SMART rules write them: a type search with
+		// untyped groups (and typed ones, of its type or another), and a
+		// system search over several types with a group per type.
+		for i := 0; i < max(15, opts.Queries/20); i++ {
+			q := randomGroupQuery(t, rng, reg, opts.Resources)
+			got, err := all(s, q, 2+rng.IntN(8))
+			if err != nil {
+				t.Fatalf("group query %d: %v", i, err)
+			}
+			if want := data.match(q); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("group query %d (%s):\n store   %v\n matcher %v", i, describe(q.Clauses), got, want)
+			}
+			if i%6 == 0 {
+				res, err := s.Search(context.Background(), q, search.Page{Count: 2, Total: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := int64(len(data.match(q))); res.Total != want {
+					t.Errorf("group query %d: total %d, want %d", i, res.Total, want)
+				}
+			}
+		}
+	})
 	t.Run("Total", func(t *testing.T) {
 		q, _ := reg.Parse("Observation", url.Values{"status": {"final"}}, true)
 		res, err := s.Search(context.Background(), q, search.Page{Count: 3, Total: true})
@@ -559,4 +583,103 @@ func minName(d *dataset, id string) string {
 func prefix(rng *rand.Rand, s string) string {
 	r := []rune(strings.ToLower(s))
 	return string(r[:min(len(r), 1+rng.IntN(3))])
+}
+
+// randomGroupQuery makes a query whose filter holds AND groups inside an OR
+// (see search.Clause.All): half type searches, half system searches with a
+// typed group per type.
+func randomGroupQuery(t *testing.T, rng *rand.Rand, reg *search.Registry, n int) *search.Query {
+	t.Helper()
+	clauseOf := func(typ string) search.Clause {
+		k, v, _ := strings.Cut(randomClause(rng, typ), "=")
+		k, _ = url.QueryUnescape(k)
+		v, _ = url.QueryUnescape(v)
+		q, err := reg.Parse(typ, url.Values{k: {v}}, true)
+		if err != nil || len(q.Clauses) != 1 {
+			t.Fatalf("generated clause %s?%s=%s does not parse: %v", typ, k, v, err)
+		}
+		return q.Clauses[0]
+	}
+	// A compartment-like OR: refers to one patient, or is that patient.
+	compartment := func(typ string) search.Clause {
+		pat := fmt.Sprintf("pat%d", rng.IntN(n))
+		or := search.Clause{Name: "Patient/" + pat}
+		for _, code := range []string{"subject", "patient"} {
+			if p, ok := reg.Lookup(typ, code); ok && p.Type == search.TypeReference {
+				or.Or = append(or.Or, search.Clause{Name: code, Param: p, Values: []search.Value{{RefType: "Patient", RefID: pat}}})
+			}
+		}
+		if typ == "Patient" {
+			p, _ := reg.Lookup("Patient", "_id")
+			or.Or = append(or.Or, search.Clause{Name: "_id", Param: p, Values: []search.Value{{Code: pat}}})
+		}
+		return or
+	}
+	group := func(typ string) search.Clause {
+		g := search.Clause{All: []search.Clause{}}
+		if rng.IntN(3) > 0 && typ != "Organization" && typ != "Location" && typ != "ValueSet" {
+			g.All = append(g.All, compartment(typ))
+		}
+		for k := rng.IntN(3); k > 0; k-- {
+			g.All = append(g.All, clauseOf(typ))
+		}
+		return g
+	}
+	if rng.IntN(2) == 0 {
+		typ := pick(rng, []string{"Patient", "Observation", "Encounter"})
+		or := search.Clause{Name: "rules"}
+		for k := 1 + rng.IntN(3); k > 0; k-- {
+			g := group(typ)
+			switch rng.IntN(6) {
+			case 0:
+				g.Type = typ
+			case 1:
+				g.Type = "Organization" // never of this search's type
+			}
+			or.Or = append(or.Or, g)
+		}
+		q := &search.Query{Type: typ, Clauses: []search.Clause{or}}
+		if rng.IntN(2) == 0 {
+			q.Clauses = append(q.Clauses, clauseOf(typ))
+		}
+		return q
+	}
+	q := &search.Query{Types: []string{"Patient", "Observation", "Encounter", "Organization"}}
+	or := search.Clause{Name: "_type"}
+	for _, typ := range q.Types {
+		if rng.IntN(4) == 0 {
+			continue // nothing of this type
+		}
+		g := group(typ)
+		g.Type = typ
+		if rng.IntN(4) == 0 {
+			g.All = nil // every resource of the type
+		}
+		or.Or = append(or.Or, g)
+	}
+	if len(or.Or) == 0 {
+		or.Or = append(or.Or, search.Clause{Type: "Organization"})
+	}
+	q.Clauses = []search.Clause{or}
+	return q
+}
+
+// describe writes clauses compactly, for failure messages.
+func describe(cs []search.Clause) string {
+	var parts []string
+	for _, c := range cs {
+		switch {
+		case c.IsGroup():
+			parts = append(parts, c.Type+"("+describe(c.All)+")")
+		case len(c.Or) > 0:
+			var alts []string
+			for _, o := range c.Or {
+				alts = append(alts, describe([]search.Clause{o}))
+			}
+			parts = append(parts, "("+strings.Join(alts, " | ")+")")
+		default:
+			parts = append(parts, c.Name)
+		}
+	}
+	return strings.Join(parts, " & ")
 }
