@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is everything the server is configured with, from flags and the
@@ -17,8 +18,15 @@ type Config struct {
 	MongoURI          string
 	MongoDatabase     string
 	Auth              string
+	AuthIssuer        string
+	AuthJWKSURL       string
+	AuthAudience      string
+	AuthScopeClaim    string
+	AccessLifetime    time.Duration
+	RefreshLifetime   time.Duration
 	MaxBodyBytes      int64
 	MaxBundleBytes    int64
+	CORSOrigins       []string
 	RequireIfMatch    bool
 	SQLiteSynchronous string
 	LogLevel          string
@@ -30,15 +38,22 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var maxBody, maxBundle string
+	var maxBody, maxBundle, accessLife, refreshLife, cors string
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on (FHIR_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store (FHIR_DATA_DIR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "public FHIR base URL, e.g. https://fhir.example.org/fhir; default: from each request's Host (FHIR_BASE_URL)")
 	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use the MongoDB store at this URI instead of the embedded store (FHIR_MONGODB_URI)")
 	fs.StringVar(&cfg.MongoDatabase, "mongodb-database", "", "MongoDB database name; default: from the URI path, else fhir (FHIR_MONGODB_DATABASE)")
-	fs.StringVar(&cfg.Auth, "auth", "off", "authorization: off (no authorization, local development only) (FHIR_AUTH)")
+	fs.StringVar(&cfg.Auth, "auth", "smart", "authorization: smart (the built-in SMART on FHIR authorization server under /auth), external (tokens of an external identity provider: see --auth-issuer) or off (no authorization, local development only) (FHIR_AUTH)")
+	fs.StringVar(&cfg.AuthIssuer, "auth-issuer", "", "--auth external: the identity provider's issuer (the tokens' iss) (FHIR_AUTH_ISSUER)")
+	fs.StringVar(&cfg.AuthJWKSURL, "auth-jwks-url", "", "--auth external: the URL of the identity provider's JWK Set (FHIR_AUTH_JWKS_URL)")
+	fs.StringVar(&cfg.AuthAudience, "auth-audience", "", "--auth external: the aud the tokens must carry; empty: not checked (FHIR_AUTH_AUDIENCE)")
+	fs.StringVar(&cfg.AuthScopeClaim, "auth-scope-claim", "scope", "--auth external: the claim holding the SMART scopes: scope (a string) or scp (an array) (FHIR_AUTH_SCOPE_CLAIM)")
+	fs.StringVar(&accessLife, "access-token-lifetime", "1h", "--auth smart: lifetime of access and id tokens (FHIR_ACCESS_TOKEN_LIFETIME)")
+	fs.StringVar(&refreshLife, "refresh-token-lifetime", "90d", "--auth smart: lifetime of offline_access refresh tokens, renewed at each use (FHIR_REFRESH_TOKEN_LIFETIME)")
 	fs.StringVar(&maxBody, "max-body", "16MiB", "largest request body accepted, e.g. 16MiB, 512KiB, 1000000 (FHIR_MAX_BODY)")
 	fs.StringVar(&maxBundle, "max-bundle-size", "256MiB", "largest batch or transaction Bundle accepted (FHIR_MAX_BUNDLE_SIZE)")
+	fs.StringVar(&cors, "cors-origins", "*", "origins whose browser apps may call the API, comma-separated, or * for any (FHIR_CORS_ORIGINS)")
 	fs.BoolVar(&cfg.RequireIfMatch, "require-if-match", false, "refuse updates and deletes without If-Match (FHIR_REQUIRE_IF_MATCH)")
 	fs.StringVar(&cfg.SQLiteSynchronous, "sqlite-synchronous", "FULL", "embedded store durability: FULL (survives power loss) or NORMAL (survives process crashes) (FHIR_SQLITE_SYNCHRONOUS)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error (FHIR_LOG_LEVEL)")
@@ -69,13 +84,31 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		return cfg, fmt.Errorf("--max-body: %v", err)
 	}
 	cfg.MaxBodyBytes = n
+	for o := range strings.SplitSeq(cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.CORSOrigins = append(cfg.CORSOrigins, o)
+		}
+	}
 	if cfg.MaxBundleBytes, err = parseSize(maxBundle); err != nil {
 		return cfg, fmt.Errorf("--max-bundle-size: %v", err)
 	}
+	if cfg.AccessLifetime, err = parseLifetime(accessLife); err != nil {
+		return cfg, fmt.Errorf("--access-token-lifetime: %v", err)
+	}
+	if cfg.RefreshLifetime, err = parseLifetime(refreshLife); err != nil {
+		return cfg, fmt.Errorf("--refresh-token-lifetime: %v", err)
+	}
 	switch cfg.Auth {
-	case "off":
+	case "smart", "off":
+	case "external":
+		if cfg.AuthIssuer == "" || cfg.AuthJWKSURL == "" {
+			return cfg, fmt.Errorf("--auth external needs --auth-issuer and --auth-jwks-url")
+		}
+		if cfg.AuthScopeClaim != "scope" && cfg.AuthScopeClaim != "scp" {
+			return cfg, fmt.Errorf("--auth-scope-claim %q: use scope or scp", cfg.AuthScopeClaim)
+		}
 	default:
-		return cfg, fmt.Errorf("--auth %q: only \"off\" is available in this version; SMART on FHIR authorization is not built yet", cfg.Auth)
+		return cfg, fmt.Errorf("--auth %q: use smart, external or off", cfg.Auth)
 	}
 	switch cfg.LogFormat {
 	case "json", "text":

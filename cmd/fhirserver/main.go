@@ -1,5 +1,6 @@
 // Command fhirserver is the FHIR R4 server and exchange hub: `fhirserver serve`
 // runs it, `fhirserver import` loads Bundles and NDJSON files into it,
+// `fhirserver clients|users|keys` manage its SMART authorization server,
 // `fhirserver version` prints the version.
 package main
 
@@ -41,6 +42,9 @@ Usage:
   fhirserver import [flags] PATH...   load FHIR Bundles and NDJSON files, into a running
                                       server (--server URL) or straight into a data
                                       directory (fhirserver import -h tells more)
+  fhirserver clients add|list|remove  manage the SMART apps and services allowed in
+  fhirserver users add|list|remove    manage the people who log in (fhirserver clients -h)
+  fhirserver keys rotate              make a new token signing key
   fhirserver version                  print the version
 `
 
@@ -59,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Run(ctx)
 	case "import":
 		return runImport(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "clients", "users", "keys":
+		return runAuthCommand(ctx, args[0], args[1:], os.Getenv, os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fhirserver", version)
 		return nil

@@ -27,7 +27,7 @@ func TestParseServeFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.Listen != ":8080" || cfg.DataDir != "./data" || cfg.MaxBodyBytes != 16<<20 || cfg.Auth != "off" {
+		if cfg.Listen != ":8080" || cfg.DataDir != "./data" || cfg.MaxBodyBytes != 16<<20 || cfg.Auth != "smart" || cfg.AccessLifetime != time.Hour || cfg.RefreshLifetime != 90*24*time.Hour {
 			t.Errorf("got %+v", cfg)
 		}
 	})
@@ -46,7 +46,7 @@ func TestParseServeFlags(t *testing.T) {
 			t.Errorf("got %q, %v; want :1", cfg.Listen, err)
 		}
 	})
-	for _, bad := range [][]string{{"--auth", "smart"}, {"--max-body", "lots"}, {"--log-format", "xml"}, {"extra"}} {
+	for _, bad := range [][]string{{"--auth", "bogus"}, {"--auth", "external"}, {"--refresh-token-lifetime", "forever"}, {"--max-body", "lots"}, {"--log-format", "xml"}, {"extra"}} {
 		t.Run("Bad"+strings.Join(bad, ""), func(t *testing.T) {
 			if _, err := parseServeFlags(bad, env(nil), io.Discard); err == nil {
 				t.Errorf("%v accepted", bad)

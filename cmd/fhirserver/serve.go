@@ -19,6 +19,7 @@ import (
 	"github.com/fhirhub/fhirhub/fhir/rest"
 	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
+	"github.com/fhirhub/fhirhub/smart"
 )
 
 // Main is the running server: Open starts it, Close stops it, Run does both
@@ -26,12 +27,17 @@ import (
 type Main struct {
 	Config Config
 	Logger *slog.Logger
+	// Stderr receives what is printed once, outside the log (the admin
+	// client's secret at first start).
+	Stderr io.Writer
 
-	store    fhir.Store
-	listener net.Listener
-	http     *http.Server
-	served   chan error
-	debug    *http.Server
+	store     fhir.Store
+	authStore authStore
+	auth      *smart.Server
+	listener  net.Listener
+	http      *http.Server
+	served    chan error
+	debug     *http.Server
 
 	reindexing *search.Reindexing
 }
@@ -45,7 +51,7 @@ func NewMain(cfg Config, logw io.Writer) *Main {
 	if cfg.LogFormat == "text" {
 		h = slog.NewTextHandler(logw, opts)
 	}
-	return &Main{Config: cfg, Logger: slog.New(h)}
+	return &Main{Config: cfg, Logger: slog.New(h), Stderr: logw}
 }
 
 // Run opens the server, serves until ctx ends, then shuts down gracefully.
@@ -92,9 +98,6 @@ func (m *Main) Open(ctx context.Context) error {
 		abs, _ := filepath.Abs(cfg.DataDir)
 		m.Logger.Info("store: embedded SQLite", "dir", abs, "synchronous", strings.ToUpper(cfg.SQLiteSynchronous))
 	}
-	if cfg.Auth == "off" {
-		m.Logger.Warn("AUTHORIZATION IS OFF: every client can read and write every record. Use only for local development.")
-	}
 	registry, err := search.NewRegistry(conformance.ResourceTypes())
 	if err != nil {
 		_ = m.store.Close(ctx)
@@ -132,6 +135,7 @@ func (m *Main) Open(ctx context.Context) error {
 		BaseURL:         cfg.BaseURL,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxBundleBytes:  cfg.MaxBundleBytes,
+		CORSOrigins:     cfg.CORSOrigins,
 		Logger:          m.Logger,
 		Subsetter:       conformance.Subsetter{},
 		SoftwareVersion: version,
@@ -142,8 +146,14 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	m.listener = ln
+	handler, err := m.openAuth(ctx, api, patientLister{svc: svc, engine: engine})
+	if err != nil {
+		_ = ln.Close()
+		_ = m.store.Close(ctx)
+		return err
+	}
 	m.http = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
@@ -164,6 +174,57 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.Logger.Info("listening", "addr", ln.Addr().String(), "fhir_base", m.URL()+rest.BasePath, "version", version)
 	return nil
+}
+
+// openAuth sets up authorization as --auth says and returns the server's
+// handler: the SMART discovery document and /auth/* go to the
+// authorization server, everything else to the FHIR API.
+func (m *Main) openAuth(ctx context.Context, api *rest.Server, patients smart.PatientLister) (http.Handler, error) {
+	cfg := m.Config
+	switch cfg.Auth {
+	case "off":
+		m.Logger.Warn("AUTHORIZATION IS OFF: every client can read and write every record. Use only for local development.")
+		return api.Handler(), nil
+	case "external":
+		api.Verifier = &smart.ExternalVerifier{Issuer: cfg.AuthIssuer, JWKSURL: cfg.AuthJWKSURL, Audience: cfg.AuthAudience, ScopeClaim: cfg.AuthScopeClaim}
+		m.Logger.Info("authorization: tokens of an external identity provider", "issuer", cfg.AuthIssuer, "jwks_url", cfg.AuthJWKSURL)
+		return api.Handler(), nil
+	}
+	st := newAuthStore(cfg)
+	if err := st.Open(ctx); err != nil {
+		return nil, err
+	}
+	m.authStore = st
+	base := strings.TrimSuffix(cfg.BaseURL, "/")
+	var aliases []string
+	if base == "" {
+		// Without --base-url the server is known by its listening address;
+		// on a loopback or unspecified address, as localhost and 127.0.0.1.
+		base = m.URL() + rest.BasePath
+		port := m.listener.Addr().(*net.TCPAddr).Port
+		if alias := fmt.Sprintf("http://127.0.0.1:%d%s", port, rest.BasePath); alias != base {
+			aliases = append(aliases, alias)
+		}
+		m.Logger.Warn("no --base-url: tokens are issued for " + base + "; set --base-url to the public FHIR base URL in production")
+	}
+	m.auth = &smart.Server{
+		Store: st, BaseURL: base, Aliases: aliases, Patients: patients, Logger: m.Logger, Bootstrap: m.Stderr,
+		AccessTokenLifetime: cfg.AccessLifetime, RefreshTokenLifetime: cfg.RefreshLifetime,
+	}
+	if err := m.auth.Open(ctx); err != nil {
+		_ = st.Close(ctx)
+		m.authStore, m.auth = nil, nil
+		return nil, err
+	}
+	api.Verifier = m.auth
+	api.AuthEndpoints = m.auth.Endpoints()
+	m.Logger.Info("authorization: the built-in SMART on FHIR server", "issuer", m.auth.Issuer(), "discovery", base+"/.well-known/smart-configuration")
+	mux := http.NewServeMux()
+	authHandler := m.auth.Handler()
+	mux.Handle(smart.DiscoveryPath, authHandler)
+	mux.Handle(smart.AuthPath+"/", authHandler)
+	mux.Handle("/", api.Handler())
+	return mux, nil
 }
 
 // URL is the server's root URL (http://127.0.0.1:port) once open.
@@ -189,6 +250,14 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.reindexing != nil {
 		m.reindexing.Close()
+	}
+	if m.auth != nil {
+		_ = m.auth.Close(ctx)
+	}
+	if m.authStore != nil {
+		if err := m.authStore.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close auth store: %w", err))
+		}
 	}
 	if m.store != nil {
 		if err := m.store.Close(ctx); err != nil {
