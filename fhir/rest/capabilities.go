@@ -68,12 +68,17 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 	if s.Verifier != nil {
 		ep := s.AuthEndpoints
 		caps.Security = &conformance.SecurityCapability{
+			CORS:     true,
 			Services: []string{"SMART-on-FHIR"},
 			Description: "SMART App Launch 2 (scopes v1 and v2, granular scopes). Every request but GET [base]/metadata needs a bearer token. " +
 				"A token's scopes limit each interaction: a type it grants nothing on answers 403; a resource outside its rules (patient compartment, granular filter) reads as 404 and is never returned by a search, include or count.",
 			AuthorizeURL: ep["authorize"], TokenURL: ep["token"], RegisterURL: ep["register"], ManageURL: ep["manage"],
 			IntrospectURL: ep["introspect"], RevokeURL: ep["revoke"],
 		}
+	}
+	if caps.Security == nil {
+		caps.Security = &conformance.SecurityCapability{CORS: true,
+			Description: "No authorization: every client can read and write every record (local development only)."}
 	}
 	if s.Search != nil {
 		caps.Documentation = "Search: every R4 SearchParameter of every type, chaining at any depth and _has (reverse chaining); prefixes eq ne gt lt ge le sa eb ap; " +

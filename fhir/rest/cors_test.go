@@ -46,6 +46,13 @@ func TestCORS(t *testing.T) {
 			t.Errorf("GET without a token: got %d with Access-Control-Allow-Origin %q, want 401 with *", r.Status, r.Header.Get("Access-Control-Allow-Origin"))
 		}
 	})
+	t.Run("CapabilityStatement", func(t *testing.T) {
+		rest0 := s.do("GET", "/metadata", "").JSON(t)["rest"].([]any)[0].(map[string]any)
+		sec, _ := rest0["security"].(map[string]any)
+		if sec["cors"] != true {
+			t.Errorf("rest.security.cors: got %v, want true", sec["cors"])
+		}
+	})
 	t.Run("OriginNotAllowed", func(t *testing.T) {
 		s := newTestServer(t, func(api *rest.Server) { api.CORSOrigins = []string{"https://ehr.example"} })
 		r := s.do("OPTIONS", "/Patient", "", "Origin: https://evil.example", "Access-Control-Request-Method: GET")
