@@ -32,13 +32,28 @@ type Config struct {
 	LogLevel          string
 	LogFormat         string
 	DebugListen       string
+
+	// The change feed over NATS (subscriptions/natsbus).
+	NATSURL           string // external NATS; empty: embedded server
+	NATSListen        string // embedded server's client address
+	NATSMonitorListen string // embedded server's HTTP monitoring; empty: off
+	NATSCreds         string
+	NATSCA            string
+	NATSCert          string
+	NATSKey           string
+	NATSReplicas      int
+	NATSMaxAge        time.Duration
+	NATSMaxBytes      int64 // 0: unlimited
+	// NATSOff runs without NATS and relay (the offline import: the
+	// server's relay publishes its changes when it next runs).
+	NATSOff bool
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var maxBody, maxBundle, accessLife, refreshLife, cors string
+	var maxBody, maxBundle, accessLife, refreshLife, cors, natsMaxAge, natsMaxBytes string
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on (FHIR_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store (FHIR_DATA_DIR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "public FHIR base URL, e.g. https://fhir.example.org/fhir; default: from each request's Host (FHIR_BASE_URL)")
@@ -59,6 +74,16 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error (FHIR_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or text (FHIR_LOG_FORMAT)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go profiling (/debug/pprof) on this separate address, e.g. 127.0.0.1:6060; off when empty (FHIR_DEBUG_LISTEN)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish the change feed to this external NATS server or cluster (comma-separated URLs); default: an embedded NATS server with JetStream in --data-dir/nats (FHIR_NATS_URL)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:0", "embedded NATS: client address, e.g. 127.0.0.1:4222 for other replicas or tools; default a random free port on 127.0.0.1 (FHIR_NATS_LISTEN)")
+	fs.StringVar(&cfg.NATSMonitorListen, "nats-monitor-listen", "", "embedded NATS: serve its HTTP monitoring on this address, e.g. 127.0.0.1:8222; off when empty (FHIR_NATS_MONITOR_LISTEN)")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "--nats-url: credentials file (JWT and NKey seed) (FHIR_NATS_CREDS)")
+	fs.StringVar(&cfg.NATSCA, "nats-ca", "", "--nats-url: CA certificate file to verify the servers (FHIR_NATS_CA)")
+	fs.StringVar(&cfg.NATSCert, "nats-cert", "", "--nats-url: client certificate file for mutual TLS (FHIR_NATS_CERT)")
+	fs.StringVar(&cfg.NATSKey, "nats-key", "", "--nats-url: client key file for mutual TLS (FHIR_NATS_KEY)")
+	fs.IntVar(&cfg.NATSReplicas, "nats-replicas", 1, "replicas of the FHIR_CHANGES stream; 3 on a production cluster (FHIR_NATS_REPLICAS)")
+	fs.StringVar(&natsMaxAge, "nats-max-age", "7d", "how long FHIR_CHANGES keeps a change, e.g. 7d, 12h (FHIR_NATS_MAX_AGE)")
+	fs.StringVar(&natsMaxBytes, "nats-max-bytes", "", "largest size of FHIR_CHANGES, e.g. 10GiB, the oldest changes going first; default unlimited (FHIR_NATS_MAX_BYTES)")
 
 	// Environment first, so flags given on the command line override it.
 	var envErr error
@@ -97,6 +122,26 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if cfg.RefreshLifetime, err = parseLifetime(refreshLife); err != nil {
 		return cfg, fmt.Errorf("--refresh-token-lifetime: %v", err)
+	}
+	if cfg.NATSMaxAge, err = parseLifetime(natsMaxAge); err != nil {
+		return cfg, fmt.Errorf("--nats-max-age: %v", err)
+	}
+	if natsMaxBytes != "" {
+		if cfg.NATSMaxBytes, err = parseSize(natsMaxBytes); err != nil {
+			return cfg, fmt.Errorf("--nats-max-bytes: %v", err)
+		}
+	}
+	if cfg.NATSReplicas < 1 || cfg.NATSReplicas > 5 {
+		return cfg, fmt.Errorf("--nats-replicas %d: use 1 to 5", cfg.NATSReplicas)
+	}
+	if cfg.NATSURL == "" && cfg.NATSReplicas != 1 {
+		return cfg, fmt.Errorf("--nats-replicas %d needs --nats-url (a NATS cluster): the embedded server is a single node", cfg.NATSReplicas)
+	}
+	if cfg.NATSURL == "" && (cfg.NATSCreds != "" || cfg.NATSCA != "" || cfg.NATSCert != "" || cfg.NATSKey != "") {
+		return cfg, fmt.Errorf("--nats-creds, --nats-ca, --nats-cert and --nats-key need --nats-url")
+	}
+	if (cfg.NATSCert == "") != (cfg.NATSKey == "") {
+		return cfg, fmt.Errorf("--nats-cert and --nats-key go together")
 	}
 	switch cfg.Auth {
 	case "smart", "off":

@@ -441,6 +441,8 @@ func openImportStore(ctx context.Context, cfg Config, prog *progress) (*Main, er
 	cfg.DebugListen = ""
 	cfg.LogLevel = "error"
 	cfg.LogFormat = "text"
+	// No NATS: the server's relay publishes what is imported when it runs.
+	cfg.NATSOff = true
 	m := NewMain(cfg, noteWriter{prog})
 	if err := m.Open(ctx); err != nil {
 		return nil, err

@@ -20,6 +20,9 @@ import (
 	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 	"github.com/fhirhub/fhirhub/smart"
+	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Main is the running server: Open starts it, Close stops it, Run does both
@@ -38,6 +41,8 @@ type Main struct {
 	http      *http.Server
 	served    chan error
 	debug     *http.Server
+	bus       *natsbus.Bus
+	relay     *natsbus.Relay
 
 	reindexing *search.Reindexing
 }
@@ -128,7 +133,14 @@ func (m *Main) Open(ctx context.Context) error {
 	} else {
 		m.Logger.Warn("this store cannot search; search answers 501 and conditional criteria are limited to _id, identifier and _lastUpdated")
 	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := m.openBus(ctx, svc, metrics); err != nil {
+		_ = m.store.Close(ctx)
+		return err
+	}
 	api := &rest.Server{
+		Registry:        metrics,
 		Search:          engine,
 		Reindexing:      reindexing,
 		Service:         svc,
@@ -142,14 +154,14 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		_ = m.store.Close(ctx)
+		_ = m.Close(ctx)
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	m.listener = ln
 	handler, err := m.openAuth(ctx, api, patientLister{svc: svc, engine: engine})
 	if err != nil {
 		_ = ln.Close()
-		_ = m.store.Close(ctx)
+		_ = m.Close(ctx)
 		return err
 	}
 	m.http = &http.Server{
@@ -174,6 +186,75 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.Logger.Info("listening", "addr", ln.Addr().String(), "fhir_base", m.URL()+rest.BasePath, "version", version)
 	return nil
+}
+
+// openBus connects to NATS (or starts the embedded server) and starts the
+// relay of the change feed, woken by every commit of svc.
+func (m *Main) openBus(ctx context.Context, svc *fhir.Service, reg prometheus.Registerer) error {
+	cfg := m.Config
+	if cfg.NATSOff {
+		return nil
+	}
+	bus := natsbus.New(filepath.Join(cfg.DataDir, "nats"))
+	bus.URL, bus.CredsFile, bus.CAFile, bus.CertFile, bus.KeyFile = cfg.NATSURL, cfg.NATSCreds, cfg.NATSCA, cfg.NATSCert, cfg.NATSKey
+	if cfg.NATSListen != "" {
+		bus.Listen = cfg.NATSListen
+	}
+	bus.MonitorListen = cfg.NATSMonitorListen
+	if cfg.NATSReplicas > 0 {
+		bus.Replicas = cfg.NATSReplicas
+	}
+	if cfg.NATSMaxAge > 0 {
+		bus.MaxAge = cfg.NATSMaxAge
+	}
+	bus.MaxBytes = cfg.NATSMaxBytes
+	bus.Logger = m.Logger
+	if err := bus.Open(ctx); err != nil {
+		return fmt.Errorf("open NATS: %w", err)
+	}
+	relay := natsbus.NewRelay(m.store, bus)
+	relay.Logger = m.Logger
+	if err := relay.Open(ctx); err != nil {
+		_ = bus.Close(ctx)
+		return err
+	}
+	m.bus, m.relay = bus, relay
+	prev := svc.Committed
+	svc.Committed = func(ch fhir.Change) {
+		if prev != nil {
+			prev(ch)
+		}
+		relay.Notify(ch.Seq)
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "fhir_relay_published_total",
+			Help: "Changes this server's relay published to the FHIR_CHANGES stream.",
+		}, func() float64 { return float64(relay.Stats().Published) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fhir_relay_last_published_seq",
+			Help: "Feed position of the last change in the FHIR_CHANGES stream, as the relay last saw it.",
+		}, func() float64 { return float64(relay.Stats().LastPublished) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fhir_relay_lag",
+			Help: "Feed positions committed but not yet published to FHIR_CHANGES (highest Seq known committed minus the last published).",
+		}, func() float64 { return float64(relay.Stats().Lag()) }),
+	)
+	if cfg.NATSURL == "" {
+		m.Logger.Info("change feed: embedded NATS", "url", bus.ClientURL(), "dir", bus.Dir, "stream", natsbus.StreamName)
+	} else {
+		m.Logger.Info("change feed: external NATS", "stream", natsbus.StreamName, "replicas", bus.Replicas)
+	}
+	return nil
+}
+
+// NATSURL is the URL of the embedded NATS server once open (empty with
+// --nats-url or without NATS).
+func (m *Main) NATSURL() string {
+	if m.bus == nil {
+		return ""
+	}
+	return m.bus.ClientURL()
 }
 
 // openAuth sets up authorization as --auth says and returns the server's
@@ -250,6 +331,16 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.reindexing != nil {
 		m.reindexing.Close()
+	}
+	if m.relay != nil {
+		if err := m.relay.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.bus != nil {
+		if err := m.bus.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close NATS: %w", err))
+		}
 	}
 	if m.auth != nil {
 		_ = m.auth.Close(ctx)
