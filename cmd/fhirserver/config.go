@@ -47,13 +47,20 @@ type Config struct {
 	// NATSOff runs without NATS and relay (the offline import: the
 	// server's relay publishes its changes when it next runs).
 	NATSOff bool
+
+	// Subscriptions (subscriptions.Hub).
+	SubscriptionEndpoints   []string // the endpoint allow-list; empty: the default
+	SubscriptionRetryFirst  time.Duration
+	SubscriptionRetryMax    time.Duration
+	SubscriptionMaxAttempts int
+	SubscriptionTimeout     time.Duration
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var maxBody, maxBundle, accessLife, refreshLife, cors, natsMaxAge, natsMaxBytes string
+	var maxBody, maxBundle, accessLife, refreshLife, cors, natsMaxAge, natsMaxBytes, subEndpoints string
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on (FHIR_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store (FHIR_DATA_DIR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "public FHIR base URL, e.g. https://fhir.example.org/fhir; default: from each request's Host (FHIR_BASE_URL)")
@@ -84,6 +91,11 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&cfg.NATSReplicas, "nats-replicas", 1, "replicas of the FHIR_CHANGES stream; 3 on a production cluster (FHIR_NATS_REPLICAS)")
 	fs.StringVar(&natsMaxAge, "nats-max-age", "7d", "how long FHIR_CHANGES keeps a change, e.g. 7d, 12h (FHIR_NATS_MAX_AGE)")
 	fs.StringVar(&natsMaxBytes, "nats-max-bytes", "", "largest size of FHIR_CHANGES, e.g. 10GiB, the oldest changes going first; default unlimited (FHIR_NATS_MAX_BYTES)")
+	fs.StringVar(&subEndpoints, "subscription-endpoints", "", "rest-hook endpoints subscriptions may use, comma-separated scheme://host[:port][/path] (host * or *.example.org); default https://*, plus http://127.0.0.1, http://localhost and http://[::1] with --auth off (FHIR_SUBSCRIPTION_ENDPOINTS)")
+	fs.DurationVar(&cfg.SubscriptionRetryFirst, "subscription-retry-initial", time.Second, "first retry wait bound of a failed notification; doubles after each attempt, with full jitter (FHIR_SUBSCRIPTION_RETRY_INITIAL)")
+	fs.DurationVar(&cfg.SubscriptionRetryMax, "subscription-retry-max", 5*time.Minute, "largest retry wait bound of a notification (FHIR_SUBSCRIPTION_RETRY_MAX)")
+	fs.IntVar(&cfg.SubscriptionMaxAttempts, "subscription-max-attempts", 10, "attempts to deliver one notification before the subscription goes to error (FHIR_SUBSCRIPTION_MAX_ATTEMPTS)")
+	fs.DurationVar(&cfg.SubscriptionTimeout, "subscription-timeout", 10*time.Second, "time limit of one notification POST (FHIR_SUBSCRIPTION_TIMEOUT)")
 
 	// Environment first, so flags given on the command line override it.
 	var envErr error
@@ -142,6 +154,20 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if (cfg.NATSCert == "") != (cfg.NATSKey == "") {
 		return cfg, fmt.Errorf("--nats-cert and --nats-key go together")
+	}
+	for e := range strings.SplitSeq(subEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.SubscriptionEndpoints = append(cfg.SubscriptionEndpoints, e)
+		}
+	}
+	if cfg.SubscriptionRetryFirst <= 0 || cfg.SubscriptionRetryMax < cfg.SubscriptionRetryFirst {
+		return cfg, fmt.Errorf("--subscription-retry-initial %s and --subscription-retry-max %s: want 0 < initial <= max", cfg.SubscriptionRetryFirst, cfg.SubscriptionRetryMax)
+	}
+	if cfg.SubscriptionMaxAttempts < 1 {
+		return cfg, fmt.Errorf("--subscription-max-attempts %d: want at least 1", cfg.SubscriptionMaxAttempts)
+	}
+	if cfg.SubscriptionTimeout <= 0 {
+		return cfg, fmt.Errorf("--subscription-timeout %s: want a positive duration", cfg.SubscriptionTimeout)
 	}
 	switch cfg.Auth {
 	case "smart", "off":

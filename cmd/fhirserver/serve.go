@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/fhirhub/fhirhub/fhir/search"
 	"github.com/fhirhub/fhirhub/fhir/sqlitestore"
 	"github.com/fhirhub/fhirhub/smart"
+	"github.com/fhirhub/fhirhub/subscriptions"
 	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -43,6 +45,7 @@ type Main struct {
 	debug     *http.Server
 	bus       *natsbus.Bus
 	relay     *natsbus.Relay
+	hub       *subscriptions.Hub
 
 	reindexing *search.Reindexing
 }
@@ -164,6 +167,11 @@ func (m *Main) Open(ctx context.Context) error {
 		_ = m.Close(ctx)
 		return err
 	}
+	if err := m.openHub(ctx, svc, engine, api); err != nil {
+		_ = ln.Close()
+		_ = m.Close(ctx)
+		return err
+	}
 	m.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -248,6 +256,51 @@ func (m *Main) openBus(ctx context.Context, svc *fhir.Service, reg prometheus.Re
 	return nil
 }
 
+// openHub starts the subscription hub on the relay's bus (nothing without
+// NATS or search). It runs after the API's handler is built, so its
+// RecordCreator follows the REST layer's authorization of every write.
+func (m *Main) openHub(ctx context.Context, svc *fhir.Service, engine *search.Engine, api *rest.Server) error {
+	cfg := m.Config
+	if m.bus == nil || engine == nil {
+		return nil
+	}
+	hub := subscriptions.New(svc, engine, m.bus)
+	hub.Logger = m.Logger
+	hub.Endpoints = cfg.SubscriptionEndpoints
+	if len(hub.Endpoints) == 0 {
+		hub.Endpoints = subscriptions.DefaultEndpoints
+		if cfg.Auth == "off" {
+			hub.Endpoints = append(slices.Clone(hub.Endpoints), subscriptions.LoopbackEndpoints...)
+		}
+	}
+	if cfg.SubscriptionRetryFirst > 0 {
+		hub.Retry = subscriptions.Retry{Initial: cfg.SubscriptionRetryFirst, Max: cfg.SubscriptionRetryMax, MaxAttempts: cfg.SubscriptionMaxAttempts}
+	}
+	if cfg.SubscriptionTimeout > 0 {
+		hub.AttemptTimeout = cfg.SubscriptionTimeout
+	}
+	if cfg.Auth != "off" {
+		hub.ReadCheck = api.ReadCheck
+		prev := svc.Authorize
+		svc.Authorize = func(ctx context.Context, w fhir.Write, current *fhir.Resource) error {
+			if prev != nil {
+				if err := prev(ctx, w, current); err != nil {
+					return err
+				}
+			}
+			return hub.RecordCreator(ctx, w, current)
+		}
+	}
+	if err := hub.Open(ctx); err != nil {
+		return fmt.Errorf("start the subscription hub: %w", err)
+	}
+	m.hub = hub
+	return nil
+}
+
+// Hub is the subscription hub once open (nil without NATS).
+func (m *Main) Hub() *subscriptions.Hub { return m.hub }
+
 // NATSURL is the URL of the embedded NATS server once open (empty with
 // --nats-url or without NATS).
 func (m *Main) NATSURL() string {
@@ -331,6 +384,11 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.reindexing != nil {
 		m.reindexing.Close()
+	}
+	if m.hub != nil {
+		if err := m.hub.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if m.relay != nil {
 		if err := m.relay.Close(ctx); err != nil {

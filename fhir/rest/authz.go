@@ -423,3 +423,19 @@ func (s *Server) existingVisible(ctx context.Context, r fhir.Resource, what stri
 	}
 	return fhir.Forbidden("the %s criteria match a resource this token may not read; nothing was created", what)
 }
+
+// ReadCheck returns how reads judge a version for a (a deletion by the
+// version it deleted): true when the token's read rules let it through,
+// exactly as a read by the token would. nil a (authorization off) allows
+// everything. The check caches the token's rules per type, so one
+// ReadCheck serves many versions; subscriptions use it to deliver only
+// what the subscription's creator may read.
+func (s *Server) ReadCheck(a *smart.Access) func(ctx context.Context, r fhir.Resource) (bool, error) {
+	if a == nil {
+		return func(context.Context, fhir.Resource) (bool, error) { return true, nil }
+	}
+	g := &guard{s: s, a: a}
+	return func(ctx context.Context, r fhir.Resource) (bool, error) {
+		return s.visibleTo(context.WithValue(ctx, guardKey{}, g), r, smart.PermRead)
+	}
+}

@@ -1,0 +1,113 @@
+// Package subscriptions runs FHIR R4 criteria-based Subscriptions with
+// rest-hook delivery: the Hub follows the change feed that natsbus
+// publishes to FHIR_CHANGES, matches each change against the active
+// subscriptions with the search package's in-memory matcher, and delivers
+// notifications at least once, in order per subscription, across replicas.
+//
+// # Subscriptions are resources
+//
+// A Subscription is written through the API like any other resource. Every
+// replica's Hub keeps an in-memory registry of the deliverable ones
+// (status active, or error after failed deliveries), loaded at start from
+// the store (Subscription?status=requested,active,error) and kept current
+// by an ordered consumer of its own on fhir.changes.Subscription, started
+// just after the stream position noted before loading.
+//
+// A version with status requested, active or error is validated: criteria
+// parses as Type?params with search.Engine.FilterClauses (unknown or result
+// parameters refused; :in expanded from the stored ValueSets when the
+// version is considered), channel.type is rest-hook (websocket, email, …
+// are refused for now), channel.endpoint is an absolute URL the allow-list
+// permits, channel.payload is empty, application/fhir+json or
+// application/json, channel.header lines are "Name: value" and do not set
+// what the hub sets. A valid requested version is updated to active; an
+// invalid one to error with the reason in Subscription.error. Both writes go
+// through fhir.Service with If-Match on the version read, so when several
+// replicas do it at once one wins and the others get 412 and move on. Status
+// off stops matching and delivery (queued jobs are kept); a deletion stops
+// both and drops the queued jobs.
+//
+// # Matching
+//
+// One durable consumer on FHIR_CHANGES, hub-matcher, is shared by every
+// replica's hub, with MaxAckPending 1: one change is in flight across all
+// replicas at a time, so jobs are published in feed order. For a change, the
+// hub first waits until its registry has applied every Subscription change
+// before it (the stream's last Subscription message, or the change itself,
+// whichever is older), then computes the resource's index entries
+// (search.Engine.EntriesOf) and asks the registry for the candidates:
+// subscriptions on the type filed under an equality token (code=system|code)
+// or local reference (patient=Patient/1) value the entries produce, plus
+// those without such a condition. Each candidate's criteria is evaluated
+// with search.Match (chains and _has resolved against the store). A
+// deletion matches when the version it deleted matched (the deletion itself
+// has no content); this goes beyond R4, which notifies only creates and
+// updates. Changes at or before the version that made a subscription
+// deliverable are never notified.
+//
+// For each match a job is published to the stream FHIR_NOTIFY (work-queue
+// retention, file storage, MaxAge as FHIR_CHANGES) on
+// fhir.notify.<subscription id>, with Nats-Msg-Id <subscription id>/<change
+// seq> (a change matched again after a crash does not queue a second job)
+// and the change's headers (Fhir-Seq, Fhir-Type, Fhir-Id, Fhir-Version,
+// Fhir-Op, Fhir-Last-Updated, plus Fhir-Subscription); the change is
+// acknowledged only after every job is stored.
+//
+// # Authorization
+//
+// With authorization on (Hub.ReadCheck set), a subscription delivers only
+// what the client that wrote it may read. RecordCreator, chained into
+// fhir.Service.Authorize, records the scopes and launch context of the token
+// of every Subscription create or update made through the API in the
+// KeyValue bucket FHIR_SUBSCRIPTION_OWNERS (key: the subscription id; value:
+// the Subscription version, scope string, patient, encounter, fhirUser,
+// client id, subject; 16 versions of history), before the write commits.
+// The hub uses the newest record for a version at or before the one it
+// considers (its own status updates add versions without records). Each
+// matched version is then judged as a read by that token would be
+// (rest.Server.ReadCheck: the SMART rules and the matcher; a deletion by the
+// version it deleted); what it may not read is not notified. A subscription
+// with no record (written with authorization off, or offline) goes to error.
+// With authorization off there is no restriction.
+//
+// # Delivery
+//
+// Each active subscription has a durable consumer on FHIR_NOTIFY,
+// notify-<id> ('.' in the id becomes '_'), shared by the replicas, with
+// MaxAckPending 1: one job is in flight at a time, across replicas, so
+// notifications go out in order. Every replica runs a worker per active
+// subscription; the one holding the job POSTs it:
+//
+//   - payload empty: no body;
+//   - payload application/fhir+json (or application/json): the version as
+//     stored, with that Content-Type; a deletion has no body;
+//   - every channel.header line as a header; X-Fhirhub-Subscription
+//     (Subscription/<id>) and X-Fhirhub-Event (the change's feed position,
+//     increasing per subscription, repeated on a redelivery); with a
+//     payload also X-Fhirhub-Resource (Type/id/_history/version) and
+//     X-Fhirhub-Op (create, update or delete);
+//   - signed when the channel carries the extension SecretExtension
+//     (valueString, at least 16 characters): X-Fhirhub-Timestamp (Unix
+//     seconds) and X-Fhirhub-Signature: sha256=<hex HMAC-SHA256 keyed with
+//     the secret over timestamp + "." + the exact body bytes>.
+//
+// A 2xx acknowledges the job. Anything else (another status, a redirect,
+// a network error, AttemptTimeout) is retried in place, the job staying
+// first, after a random wait in [0, min(Retry.Max, Retry.Initial·2^(n-1)));
+// the worker signals progress to JetStream while it waits (AckWait is
+// max(30 s, 3·AttemptTimeout)). After Retry.MaxAttempts attempts the
+// subscription is set to error with the reason ("endpoint answered 503 10
+// times") and the job is released unacknowledged. Matching goes on while
+// the subscription is in error, so its jobs queue; when it is set active
+// again, delivery resumes with the first undelivered job. A replica that
+// dies holding a job leaves it to another replica after AckWait (its
+// attempt count starts again there).
+//
+// # Endpoint allow-list
+//
+// Hub.Endpoints lists the endpoints permitted: scheme://host[:port][/path],
+// where host "*" is any host, "*.example.org" any subdomain, no port any
+// port, and a path a prefix. The default is DefaultEndpoints (https://*);
+// cmd/fhirserver adds LoopbackEndpoints with --auth off. URLs with
+// credentials are refused, and redirects are not followed.
+package subscriptions

@@ -1,0 +1,159 @@
+package subscriptions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/fhirhub/fhirhub/fhir/search"
+)
+
+// The statuses of an R4 Subscription.
+const (
+	StatusRequested = "requested"
+	StatusActive    = "active"
+	StatusError     = "error"
+	StatusOff       = "off"
+)
+
+// SecretExtension is the URL of the extension, on Subscription.channel, whose
+// valueString is the shared secret the hub signs rest-hook notifications
+// with (HMAC-SHA256, see the package documentation). At least 16 characters.
+const SecretExtension = "https://fhirhub.dev/fhir/StructureDefinition/subscription-hmac-secret"
+
+// minSecretLen is the shortest signing secret accepted.
+const minSecretLen = 16
+
+// spec is what the hub reads of one version of a Subscription.
+type spec struct {
+	ID       string
+	Version  int64
+	Status   string
+	Error    string
+	Criteria string
+
+	Type    string          // the resource type of the criteria
+	Clauses []search.Clause // the criteria's conditions, :in expanded
+
+	Channel  string // channel.type
+	Endpoint string
+	Payload  string   // channel.payload: "" or a JSON media type
+	Headers  []string // channel.header, "Name: value"
+	Secret   []byte   // from SecretExtension; nil when not signed
+}
+
+// subscriptionJSON is the part of a Subscription resource the hub uses.
+type subscriptionJSON struct {
+	Status   string `json:"status"`
+	Error    string `json:"error"`
+	Criteria string `json:"criteria"`
+	Channel  struct {
+		Type      string   `json:"type"`
+		Endpoint  string   `json:"endpoint"`
+		Payload   string   `json:"payload"`
+		Header    []string `json:"header"`
+		Extension []struct {
+			URL         string `json:"url"`
+			ValueString string `json:"valueString"`
+		} `json:"extension"`
+	} `json:"channel"`
+}
+
+// decodeSpec reads a stored Subscription version (not a deletion).
+func decodeSpec(r fhir.Resource) (*spec, error) {
+	var v subscriptionJSON
+	if err := json.Unmarshal(r.JSON, &v); err != nil {
+		return nil, fmt.Errorf("subscriptions: decode Subscription/%s version %d: %w", r.ID, r.Version, err)
+	}
+	s := &spec{
+		ID: r.ID, Version: r.Version, Status: v.Status, Error: v.Error, Criteria: strings.TrimSpace(v.Criteria),
+		Channel: v.Channel.Type, Endpoint: strings.TrimSpace(v.Channel.Endpoint), Payload: strings.TrimSpace(v.Channel.Payload),
+		Headers: v.Channel.Header,
+	}
+	for _, e := range v.Channel.Extension {
+		if e.URL == SecretExtension {
+			s.Secret = []byte(e.ValueString)
+		}
+	}
+	return s, nil
+}
+
+// reservedHeaders may not be set by channel.header: the hub sets them.
+var reservedHeaders = map[string]bool{"Host": true, "Content-Type": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+
+// validate checks what the hub needs to deliver s and parses its criteria;
+// the error's text is what goes into Subscription.error.
+func (h *Hub) validate(ctx context.Context, s *spec) error {
+	if s.Criteria == "" {
+		return fmt.Errorf("criteria is missing")
+	}
+	typ, query, _ := strings.Cut(s.Criteria, "?")
+	if h.Service.Validator != nil && !h.Service.Validator.KnownType(typ) {
+		return fmt.Errorf("criteria %q: %q is not a resource type", s.Criteria, typ)
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return fmt.Errorf("criteria %q is not a valid query string: %v", s.Criteria, err)
+	}
+	clauses, err := h.Search.FilterClauses(ctx, typ, params)
+	if err != nil {
+		return fmt.Errorf("criteria %q: %s", s.Criteria, diagnostics(err))
+	}
+	s.Type, s.Clauses = typ, clauses
+	if s.Channel != "rest-hook" {
+		return fmt.Errorf("channel type %q is not supported yet: this server delivers rest-hook only", s.Channel)
+	}
+	if err := h.policy.check(s.Endpoint); err != nil {
+		return err
+	}
+	if s.Payload != "" {
+		mt, _, err := mime.ParseMediaType(s.Payload)
+		if err != nil || (mt != "application/fhir+json" && mt != "application/json") {
+			return fmt.Errorf("channel.payload %q is not supported: leave it empty or use application/fhir+json", s.Payload)
+		}
+	}
+	for _, line := range s.Headers {
+		name, _, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || !validHeaderName(name) {
+			return fmt.Errorf("channel.header %q is not \"Name: value\"", line)
+		}
+		ck := http.CanonicalHeaderKey(name)
+		if reservedHeaders[ck] || strings.HasPrefix(ck, "X-Fhirhub-") {
+			return fmt.Errorf("channel.header %q: the hub sets %s itself", line, ck)
+		}
+	}
+	if s.Secret != nil && len(s.Secret) < minSecretLen {
+		return fmt.Errorf("the signing secret (extension %s) is shorter than %d characters", SecretExtension, minSecretLen)
+	}
+	return nil
+}
+
+// diagnostics is the client-facing text of an error: its first issue's
+// diagnostics, without internal causes.
+func diagnostics(err error) string {
+	var fe *fhir.Error
+	if errors.As(err, &fe) && len(fe.Issues) > 0 && fe.Issues[0].Diagnostics != "" {
+		return fe.Issues[0].Diagnostics
+	}
+	return err.Error()
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
