@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,7 @@ type Relay struct {
 	wake   chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	kvMu   sync.Mutex // guards kv, looked up once
 	kv     jetstream.KeyValue
 
 	published     atomic.Uint64
@@ -327,6 +329,8 @@ type position struct {
 const positionKey = "position"
 
 func (r *Relay) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	r.kvMu.Lock()
+	defer r.kvMu.Unlock()
 	if r.kv != nil {
 		return r.kv, nil
 	}
