@@ -40,6 +40,11 @@ func newBench(cfg config, out, logw io.Writer) *bench {
 // run preloads, measures every scenario, and, for a server it started, the raw store.
 func (b *bench) run(ctx context.Context) (res *results, err error) {
 	res = newResults(b.cfg)
+	if b.cfg.Only == "subscriptions" {
+		fmt.Fprintf(b.out, "fhirbench: subscriptions phase only, %s, %d clients, %d CPUs shared by server, NATS and clients\n", b.cfg.ServerBin, b.cfg.Clients, runtime.NumCPU())
+		res.Subs, err = b.subscriptionsPhase(ctx)
+		return res, err
+	}
 	var srv *server
 	var dataDir string
 	if b.cfg.URL != "" {
@@ -81,6 +86,9 @@ func (b *bench) run(ctx context.Context) (res *results, err error) {
 	if srv == nil {
 		res.RawNote = "skipped: --url targets a server fhirbench did not start, so its store cannot be opened"
 		fmt.Fprintln(b.out, "raw store phase", res.RawNote)
+		if b.cfg.Subscriptions > 0 {
+			res.SubsNote = "skipped: the subscriptions phase starts its own server, not --url"
+		}
 		return res, nil
 	}
 	if err := srv.stop(stopTimeout); err != nil {
@@ -100,6 +108,11 @@ func (b *bench) run(ctx context.Context) (res *results, err error) {
 			return nil, err
 		}
 		if res.Import, err = b.importPhase(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if b.cfg.Subscriptions > 0 {
+		if res.Subs, err = b.subscriptionsPhase(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -13,6 +13,15 @@
 // accurate count, _revinclude); after the raw store phase it reports the size
 // of the search index on disk per current resource.
 //
+// With --subscriptions N (default 1000; 0 skips it), it last starts another
+// fresh server and an HTTP receiver on 127.0.0.1 in this process, creates N
+// rest-hook Subscriptions (70% per patient, 25% per code, 5% per type),
+// writes Observations, Patients and Encounters open loop at --sub-rate for
+// --sub-duration, and reports the notifications expected and received and
+// the latency from each create's 201 to the receiver; then it tries 250, 500
+// and 1000 changes/s for 10 s each for the highest sustained rate. --only
+// subscriptions runs that phase alone.
+//
 // Usage:
 //
 //	fhirbench [flags] [-- extra fhirserver serve flags]
@@ -68,6 +77,12 @@ type config struct {
 	JSONPath     string
 	Synthea      string // the Synthea set to load and search; empty: no search phase
 	ImportRuns   int    // runs of the import phase (0: skip it and the large transaction)
+	Only         string // "subscriptions": run only that phase
+
+	Subscriptions int           // subscriptions of the subscriptions phase (0: skip it)
+	SubRate       float64       // changes/s of its main step
+	SubDuration   time.Duration // length of its main step
+	SubSearch     bool          // search for the maximum sustainable rate after the main step
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -90,6 +105,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.JSONPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.Synthea, "synthea", syntheaDefault(), `directory of Synthea transaction Bundles (*.json.gz) to load and search after the scenarios; "" skips the search phase`)
 	fs.IntVar(&cfg.ImportRuns, "import-runs", 3, "runs of the import of the Synthea set into a fresh server (0 skips it and the large transaction)")
+	fs.StringVar(&cfg.Only, "only", "", `run one phase only: "subscriptions" (skips the preload, the scenarios, the Synthea and raw store phases)`)
+	fs.IntVar(&cfg.Subscriptions, "subscriptions", 1000, "rest-hook subscriptions of the subscriptions phase, on a fresh server (0 skips the phase)")
+	fs.Float64Var(&cfg.SubRate, "sub-rate", subTargetRate, "changes/s written in the subscriptions phase")
+	fs.DurationVar(&cfg.SubDuration, "sub-duration", 20*time.Second, "how long the subscriptions phase writes at --sub-rate")
+	fs.BoolVar(&cfg.SubSearch, "sub-search", true, "after it, try 250, 500 and 1000 changes/s for 10s each and report the highest sustained")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -112,8 +132,16 @@ func (c config) validate() error {
 		return fmt.Errorf("%w: --runs must be at least 1", errUsage)
 	case c.URL != "" && len(c.ServerArgs) > 0:
 		return fmt.Errorf("%w: server flags after -- need a started server, not --url", errUsage)
+	case c.Only != "" && c.Only != "subscriptions":
+		return fmt.Errorf("%w: --only %q: want subscriptions", errUsage, c.Only)
+	case c.Only == "subscriptions" && (c.Subscriptions < 1 || c.URL != ""):
+		return fmt.Errorf("%w: --only subscriptions needs --subscriptions of at least 1 and a started server, not --url", errUsage)
+	case c.Subscriptions < 0:
+		return fmt.Errorf("%w: --subscriptions must not be negative", errUsage)
+	case c.Subscriptions > 0 && (c.SubRate <= 0 || c.SubDuration <= 0):
+		return fmt.Errorf("%w: --sub-rate and --sub-duration must be positive", errUsage)
 	}
-	if c.Synthea != "" {
+	if c.Synthea != "" && c.Only == "" {
 		if fi, err := os.Stat(c.Synthea); err != nil || !fi.IsDir() {
 			return fmt.Errorf("%w: --synthea %q is not a directory", errUsage, c.Synthea)
 		}

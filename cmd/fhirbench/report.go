@@ -31,6 +31,8 @@ type results struct {
 	Import     *loadResult      `json:"import,omitempty"`
 	Tx         *txResult        `json:"large_transaction,omitempty"`
 	Index      *indexSize       `json:"index_size,omitempty"`
+	Subs       *subResult       `json:"subscriptions,omitempty"`
+	SubsNote   string           `json:"subscriptions_note,omitempty"`
 	ReadOfRaw  float64          `json:"http_read_over_raw_read,omitempty"`
 	Targets    []target         `json:"targets"`
 	Errors     int              `json:"errors"`
@@ -128,15 +130,17 @@ func (res *results) check() {
 			res.FirstError = all[i].firstError()
 		}
 	}
-	read, create := res.scenario("read"), res.scenario("create")
-	res.Targets = []target{
-		{Name: fmt.Sprintf("read ≥ %d/s with p99 ≤ %v", targetReadRPS, targetReadP99),
-			Status: passOrMiss(read.MedianRPS >= targetReadRPS && read.MedianP99 <= latency(targetReadP99)),
-			Got:    fmt.Sprintf("%.0f/s, p99 %s", read.MedianRPS, read.MedianP99)},
-		{Name: fmt.Sprintf("create ≥ %d/s", targetCreateRPS),
-			Status: passOrMiss(create.MedianRPS >= targetCreateRPS),
-			Got:    fmt.Sprintf("%.0f/s", create.MedianRPS)},
-		res.rawTarget(read),
+	res.Targets = nil
+	if read, create := res.scenario("read"), res.scenario("create"); read != nil && create != nil {
+		res.Targets = []target{
+			{Name: fmt.Sprintf("read ≥ %d/s with p99 ≤ %v", targetReadRPS, targetReadP99),
+				Status: passOrMiss(read.MedianRPS >= targetReadRPS && read.MedianP99 <= latency(targetReadP99)),
+				Got:    fmt.Sprintf("%.0f/s, p99 %s", read.MedianRPS, read.MedianP99)},
+			{Name: fmt.Sprintf("create ≥ %d/s", targetCreateRPS),
+				Status: passOrMiss(create.MedianRPS >= targetCreateRPS),
+				Got:    fmt.Sprintf("%.0f/s", create.MedianRPS)},
+			res.rawTarget(read),
+		}
 	}
 	if sy := res.Synthea; sy != nil {
 		res.Targets = append(res.Targets, sy.targets()...)
@@ -145,6 +149,31 @@ func (res *results) check() {
 		res.Targets = append(res.Targets, target{Name: fmt.Sprintf("import of the Synthea set ≥ %d resources/s", importTarget),
 			Status: passOrMiss(lr.RPS >= importTarget), Got: fmt.Sprintf("%.0f/s (median of %d), server peak RSS %.0f MiB", lr.RPS, len(lr.Seconds), lr.PeakRSSMiB)})
 	}
+	if sr := res.Subs; sr != nil {
+		for _, r := range append([]subRun{sr.Main}, sr.Search...) {
+			res.Errors += r.WriteErrors
+			if res.FirstError == "" {
+				res.FirstError = r.FirstError
+			}
+		}
+		res.Targets = append(res.Targets, sr.target())
+	}
+}
+
+// target evaluates the subscriptions target: p99 at subTargetRate, every
+// notification delivered once. It is skipped when the main step ran at
+// another rate.
+func (sr *subResult) target() target {
+	m := sr.Main
+	t := target{Name: fmt.Sprintf("%d subscriptions: p99 ≤ %v at %d changes/s", sr.Subscriptions, subTargetP99, subTargetRate)}
+	t.Got = fmt.Sprintf("p99 %s at %.0f/s achieved, %d of %d notifications, %d duplicates", m.P99, m.AchievedRate, m.Received, m.Expected, m.Duplicates)
+	switch {
+	case m.Rate != subTargetRate:
+		t.Status, t.Got = statusSkip, fmt.Sprintf("measured at %.0f/s, not %d/s", m.Rate, subTargetRate)
+	default:
+		t.Status = passOrMiss(m.P99 <= latency(subTargetP99) && m.Missing == 0 && m.Duplicates == 0 && m.AchievedRate >= 0.95*m.Rate)
+	}
+	return t
 }
 
 // search returns the search scenario called name.
@@ -201,18 +230,20 @@ func passOrMiss(ok bool) string {
 // print writes the summary table, the raw store lines and the targets.
 func (res *results) print(w io.Writer) {
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintf(tw, "scenario\treq/s (median of %d)\tp50\tp99\trequests\terrors\n", res.Config.Runs)
-	for _, sr := range res.Scenarios {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%d\n", sr.Name, sr.MedianRPS, sr.MedianP50, sr.MedianP99, sr.Requests, sr.Errors)
+	if len(res.Scenarios) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+		fmt.Fprintf(tw, "scenario\treq/s (median of %d)\tp50\tp99\trequests\terrors\n", res.Config.Runs)
+		for _, sr := range res.Scenarios {
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%d\n", sr.Name, sr.MedianRPS, sr.MedianP50, sr.MedianP99, sr.Requests, sr.Errors)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
 	if res.Raw != nil {
 		fmt.Fprintf(w, "raw store read: %.0f/s (median of %d; p50 %s, p99 %s, %d errors)\n",
 			res.Raw.MedianRPS, res.Config.Runs, res.Raw.MedianP50, res.Raw.MedianP99, res.Raw.Errors)
 		fmt.Fprintf(w, "HTTP read / raw store read: %.1f%%\n", res.ReadOfRaw*100)
-	} else {
+	} else if res.RawNote != "" {
 		fmt.Fprintln(w, "raw store read:", res.RawNote)
 	}
 	if sy := res.Synthea; sy != nil {
@@ -230,6 +261,11 @@ func (res *results) print(w io.Writer) {
 		fmt.Fprintf(w, "search index on disk: %s in the idx_* tables and their indexes (%.0f%% of the %s database), %d current resources: %s per resource\n",
 			bytesIEC(float64(is.IndexBytes)), 100*float64(is.IndexBytes)/float64(max(is.DBBytes, 1)), bytesIEC(float64(is.DBBytes)),
 			is.Resources, bytesIEC(is.PerResource))
+	}
+	if sr := res.Subs; sr != nil {
+		sr.print(w)
+	} else if res.SubsNote != "" {
+		fmt.Fprintln(w, "subscriptions phase", res.SubsNote)
 	}
 	fmt.Fprintln(w, "\ntargets (informational; the exit status depends only on errors):")
 	for _, t := range res.Targets {
@@ -279,4 +315,32 @@ func bytesIEC(n float64) string {
 		n /= 1024
 	}
 	return fmt.Sprintf("%.2f GiB", n)
+}
+
+// print writes the subscriptions phase: the mix, each step, the search.
+func (sr *subResult) print(w io.Writer) {
+	fmt.Fprintf(w, "\nsubscriptions: %d rest-hook (%d per patient over %d Patients, %d per code over %d codes, %d per type), all active %.1fs after the first create\n",
+		sr.Subscriptions, sr.PerPatient, sr.Patients, sr.PerCode, sr.Codes, sr.PerType, sr.SetupSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "step\tchanges/s (achieved)\tnotifications expected\treceived\tduplicates\tunexpected\tp50\tp99\tmax\tdrained")
+	row := func(name string, r subRun) {
+		drained := "no"
+		if r.Missing == 0 {
+			drained = fmt.Sprintf("%.1fs", r.DrainSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f (%.0f)\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", name, r.Rate, r.AchievedRate, r.Expected, r.Received,
+			r.Duplicates, r.Unexpected, r.P50, r.P99, r.Max, drained)
+	}
+	row(fmt.Sprintf("main, %.0fs", sr.Main.Seconds), sr.Main)
+	for _, r := range sr.Search {
+		row(fmt.Sprintf("search, %.0fs", r.Seconds), r)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "latency: from the create's 201 to the receiver; drained: last notification after the last 201")
+	switch {
+	case sr.MaxSustainable > 0:
+		fmt.Fprintf(w, "highest sustained rate tried: %.0f changes/s (p99 < %v, all delivered, drained within %v)\n", sr.MaxSustainable, subSustainP99, subDrainLimit)
+	case sr.SearchNote != "":
+		fmt.Fprintln(w, "rate search:", sr.SearchNote)
+	}
 }
