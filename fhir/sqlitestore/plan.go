@@ -1,8 +1,6 @@
 package sqlitestore
 
 import (
-	"fmt"
-
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/fhir/search"
 )
@@ -118,29 +116,13 @@ func (s *Store) probe(q *sqlb, c *search.Clause, rk string) error {
 
 // compositeProbe is compositeSet correlated to rk.
 func (s *Store) compositeProbe(q *sqlb, c *search.Clause, rk string) error {
-	comps := c.Param.Components
 	a := q.alias()
-	q.w("EXISTS (SELECT 1 FROM " + tableFor(comps[0].Type, "") + " " + a + " WHERE " + a + ".rk = " + rk + " AND ")
-	q.w(a+".param = ? AND "+a+".comp = 1 AND (", c.Param.Code)
-	for i, v := range c.Values {
-		if i > 0 {
-			q.w(" OR ")
-		}
-		q.w("(")
-		if err := cond(q, a, comps[0].Type, "", v.Parts[0]); err != nil {
-			return err
-		}
-		for k := 1; k < len(comps); k++ {
-			b := q.alias()
-			q.w(" AND EXISTS (SELECT 1 FROM " + tableFor(comps[k].Type, "") + " " + b + " WHERE " + b + ".rk = " + a + ".rk AND " + b + ".param = " + a + ".param AND " + b + ".grp = " + a + ".grp AND " + fmt.Sprintf("%s.comp = %d AND ", b, k+1))
-			if err := cond(q, b, comps[k].Type, "", v.Parts[k]); err != nil {
-				return err
-			}
-			q.w(")")
-		}
-		q.w(")")
+	q.w("EXISTS (SELECT 1 FROM " + tableFor(c.Param.Components[0].Type, "") + " " + a + " WHERE " + a + ".rk = " + rk + " AND ")
+	q.w(a+".param = ? AND "+a+".comp = 1 AND ", c.Param.Code)
+	if err := compositeValues(q, a, c); err != nil {
+		return err
 	}
-	q.w("))")
+	q.w(")")
 	return nil
 }
 

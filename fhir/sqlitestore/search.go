@@ -227,11 +227,19 @@ func tableFor(t fhir.ParamType, mod string) string {
 }
 
 func (s *Store) compositeSet(q *sqlb, c *search.Clause, typ string) error {
-	comps := c.Param.Components
 	a := q.alias()
-	q.w("SELECT " + a + ".rk FROM " + tableFor(comps[0].Type, "") + " " + a + " WHERE ")
+	q.w("SELECT " + a + ".rk FROM " + tableFor(c.Param.Components[0].Type, "") + " " + a + " WHERE ")
 	typeCond(q, a, typ)
-	q.w(a+".param = ? AND "+a+".comp = 1 AND (", c.Param.Code)
+	q.w(a+".param = ? AND "+a+".comp = 1 AND ", c.Param.Code)
+	return compositeValues(q, a, c)
+}
+
+// compositeValues writes, for the rows of alias a holding a composite's
+// first component, the condition that some value of c matches: the first
+// component on a, each other one on a row of the same group.
+func compositeValues(q *sqlb, a string, c *search.Clause) error {
+	comps := c.Param.Components
+	q.w("(")
 	for i, v := range c.Values {
 		if i > 0 {
 			q.w(" OR ")
