@@ -199,6 +199,23 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request) (AuthRequest, S
 	return req, sess, c, true
 }
 
+// postedForm starts the handling of a page's form: the body limited to
+// limit bytes, the pending request and its session (see pending), and the
+// form's CSRF token checked, and, when loggedIn, a logged-in session. When
+// ok is false the answer has been written.
+func (s *Server) postedForm(w http.ResponseWriter, r *http.Request, limit int64, loggedIn bool) (AuthRequest, Session, Client, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	req, sess, c, ok := s.pending(w, r)
+	if !ok {
+		return req, sess, c, false
+	}
+	if !checkCSRF(r, sess) || (loggedIn && sess.Username == "") {
+		s.errorPage(w, http.StatusForbidden, "The form expired. Go back to the app and start again.")
+		return req, sess, c, false
+	}
+	return req, sess, c, true
+}
+
 // checkCSRF compares the form's csrf with the session's.
 func checkCSRF(r *http.Request, sess Session) bool {
 	got := r.PostFormValue("csrf")
@@ -251,13 +268,8 @@ func clientName(c Client) string {
 var dummyHash, _ = HashPassword("not a password anyone has")
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	req, sess, c, ok := s.pending(w, r)
+	req, sess, c, ok := s.postedForm(w, r, 16<<10, false)
 	if !ok {
-		return
-	}
-	if !checkCSRF(r, sess) {
-		s.errorPage(w, http.StatusForbidden, "The form expired. Go back to the app and start again.")
 		return
 	}
 	ctx := r.Context()
@@ -349,13 +361,8 @@ func (s *Server) handlePickPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	req, sess, _, ok := s.pending(w, r)
+	req, sess, _, ok := s.postedForm(w, r, 16<<10, true)
 	if !ok {
-		return
-	}
-	if !checkCSRF(r, sess) || sess.Username == "" {
-		s.errorPage(w, http.StatusForbidden, "The form expired. Go back to the app and start again.")
 		return
 	}
 	if !s.needsPatient(req) || s.Patients == nil {
@@ -403,13 +410,8 @@ func (s *Server) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	req, sess, _, ok := s.pending(w, r)
+	req, sess, _, ok := s.postedForm(w, r, 64<<10, true)
 	if !ok {
-		return
-	}
-	if !checkCSRF(r, sess) || sess.Username == "" {
-		s.errorPage(w, http.StatusForbidden, "The form expired. Go back to the app and start again.")
 		return
 	}
 	if s.needsPatient(req) {
