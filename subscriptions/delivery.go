@@ -17,6 +17,7 @@ import (
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -113,27 +114,35 @@ func (h *Hub) deliverLoop(ctx context.Context, id string) {
 			}
 		}
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		h.logger().Warn("subscriptions: read a delivery consumer", "id", id, "err", err)
-		return
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
+	// One pull of one job at a time: no pull request is outstanding while
+	// a job is handled, so a job given back (Nak) when the worker stops
+	// cannot be handed to a pull nobody reads any more (it would sit
+	// unacknowledged for AckWait, holding the subscription's queue).
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		msg, err := c.Next(jetstream.FetchContext(fctx))
+		cancel()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				h.logger().Warn("subscriptions: delivery stopped", "id", id, "err", err)
+			if ctx.Err() != nil {
+				return
 			}
-			return
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+				continue
+			}
+			h.logger().Warn("subscriptions: read a delivery consumer", "id", id, "err", err)
+			if sleep(ctx, time.Second) != nil {
+				return
+			}
+			continue
 		}
 		if !h.deliverJob(ctx, id, msg) {
 			return
 		}
 	}
 }
+
+// fetchWait bounds one pull of a delivery worker.
+const fetchWait = 20 * time.Second
 
 // deliverJob delivers one job, retrying in place; false when the worker
 // must stop (the subscription failed or was stopped).

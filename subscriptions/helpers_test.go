@@ -356,7 +356,11 @@ func (rc *receiver) waitCount(t *testing.T, n int) []notification {
 	var got []notification
 	waitFor(t, 15*time.Second, func() error {
 		if got = rc.notifications(); len(got) < n {
-			return fmt.Errorf("the receiver has %d notifications, want %d", len(got), n)
+			var names []string
+			for _, g := range got {
+				names = append(names, resourceOf(g))
+			}
+			return fmt.Errorf("the receiver has %d notifications, want %d: %v", len(got), n, names)
 		}
 		return nil
 	})

@@ -416,6 +416,14 @@ func TestHubRestart(t *testing.T) {
 	e.waitStatus("s", StatusActive)
 	e.put("", "Observation", "o1", observation("o1", "p1", "x"))
 	rc.waitCount(t, 1)
+	// The receiver records a notification before it answers: close the hub
+	// once it has the acknowledgement, or o1 is rightly delivered again.
+	waitFor(t, 10*time.Second, func() error {
+		if d := e.hubs[0].Stats().Delivered; d != 1 {
+			return fmt.Errorf("delivered %d", d)
+		}
+		return nil
+	})
 	if err := e.hubs[0].Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
