@@ -118,8 +118,10 @@ func (h *Hub) deliverLoop(ctx context.Context, id string) {
 	// a job is handled, so a job given back (Nak) when the worker stops
 	// cannot be handed to a pull nobody reads any more (it would sit
 	// unacknowledged for AckWait, holding the subscription's queue).
+	var delivered, purged uint64
+	var lastPurge time.Time
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		fctx, cancel := context.WithTimeout(ctx, h.fetchWait)
 		msg, err := c.Next(jetstream.FetchContext(fctx))
 		cancel()
 		if err != nil {
@@ -127,6 +129,10 @@ func (h *Hub) deliverLoop(ctx context.Context, id string) {
 				return
 			}
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+				if delivered > purged { // idle: purge the rest
+					h.purgeDelivered(ctx, id, delivered)
+					purged, lastPurge = delivered, time.Now()
+				}
 				continue
 			}
 			h.logger().Warn("subscriptions: read a delivery consumer", "id", id, "err", err)
@@ -138,11 +144,35 @@ func (h *Hub) deliverLoop(ctx context.Context, id string) {
 		if !h.deliverJob(ctx, id, msg) {
 			return
 		}
+		if meta, err := msg.Metadata(); err == nil {
+			delivered = meta.Sequence.Stream
+		}
+		if delivered > purged && time.Since(lastPurge) >= purgeEvery {
+			h.purgeDelivered(ctx, id, delivered)
+			purged, lastPurge = delivered, time.Now()
+		}
 	}
 }
 
-// fetchWait bounds one pull of a delivery worker.
-const fetchWait = 20 * time.Second
+// purgeEvery is how often a worker removes the jobs it delivered from
+// FHIR_NOTIFY (limits retention keeps them otherwise until MaxAge).
+const purgeEvery = 5 * time.Second
+
+// purgeDelivered removes subscription id's jobs up to stream sequence seq.
+// One job at a time is in flight per subscription, so every job before an
+// acknowledged one was acknowledged too.
+func (h *Hub) purgeDelivered(ctx context.Context, id string, seq uint64) {
+	if h.notify.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+		return // removed on acknowledgement
+	}
+	if err := h.notify.Purge(ctx, jetstream.WithPurgeSubject(NotifySubject(id)), jetstream.WithPurgeSequence(seq+1)); err != nil && ctx.Err() == nil {
+		h.logger().Warn("subscriptions: purge delivered jobs", "id", id, "err", err)
+	}
+}
+
+// defaultFetchWait bounds one pull of a delivery worker; a worker idle
+// that long purges what it delivered since its last purge.
+const defaultFetchWait = 20 * time.Second
 
 // deliverJob delivers one job, retrying in place; false when the worker
 // must stop (the subscription failed or was stopped).

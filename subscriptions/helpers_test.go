@@ -141,6 +141,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		h.Logger = testLogger.With("hub", i)
 		h.Endpoints = []string{"http://127.0.0.1"}
 		h.Retry = o.retry
+		h.fetchWait = time.Second // idle workers purge soon
 		h.AttemptTimeout = 5 * time.Second
 		if o.verifier != nil {
 			h.ReadCheck = e.api.ReadCheck

@@ -61,16 +61,18 @@ type Hub struct {
 	// Now is the clock of signatures (default time.Now).
 	Now func() time.Time
 
-	policy   endpointPolicy
-	reg      *registry
-	kv       atomic.Pointer[jetstream.KeyValue]
-	notify   jetstream.Stream
-	ready    chan struct{}
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	workerMu sync.Mutex
-	workers  map[string]*worker
-	stats    counters
+	policy    endpointPolicy
+	fetchWait time.Duration // defaultFetchWait unless a test sets it
+	reg       *registry
+	kv        atomic.Pointer[jetstream.KeyValue]
+	notify    jetstream.Stream
+	changes   jetstream.Stream
+	ready     chan struct{}
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	workerMu  sync.Mutex
+	workers   map[string]*worker
+	stats     counters
 }
 
 // Retry is the delivery retry policy: exponential backoff with full jitter
@@ -160,6 +162,9 @@ func (h *Hub) Open(ctx context.Context) error {
 	}
 	if h.MatcherName == "" {
 		h.MatcherName = DefaultMatcherName
+	}
+	if h.fetchWait <= 0 {
+		h.fetchWait = defaultFetchWait
 	}
 	h.reg = newRegistry()
 	h.workers = map[string]*worker{}
@@ -281,18 +286,28 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	}
 	notify, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        NotifyStream,
-		Description: "notification jobs of FHIR subscriptions, one per matched change and subscription, removed once delivered",
+		Description: "notification jobs of FHIR subscriptions, one per matched change and subscription; delivery workers purge what they delivered",
 		Subjects:    []string{NotifySubjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
-		MaxAge:      maxAge,
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		Replicas:    sc.Replicas,
-		Duplicates:  min(2*time.Minute, maxAge),
+		// Limits, not work-queue retention: with one consumer per
+		// subscription, JetStream would check every consumer on every
+		// acknowledgement. Workers purge their subject instead.
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     maxAge,
+		MaxMsgs:    -1,
+		MaxBytes:   -1,
+		Replicas:   sc.Replicas,
+		Duplicates: min(2*time.Minute, maxAge),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", NotifyStream, err)
+		// A stream made by an older version (work-queue retention, which
+		// cannot be changed) still works.
+		old, oerr := js.Stream(ctx, NotifyStream)
+		if oerr != nil || old.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+			return 0, fmt.Errorf("subscriptions: create the stream %s: %w", NotifyStream, err)
+		}
+		h.logger().Warn("subscriptions: "+NotifyStream+" has work-queue retention (made by an older version); delivery is slower with many subscriptions", "err", err)
+		notify = old
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      OwnersBucket,
@@ -304,7 +319,7 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("subscriptions: create the bucket %s: %w", OwnersBucket, err)
 	}
-	h.notify = notify
+	h.notify, h.changes = notify, changes
 	h.kv.Store(&kv)
 	info, err := changes.Info(ctx)
 	if err != nil {

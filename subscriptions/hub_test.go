@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // checkOrder fails unless the notifications' events strictly increase.
@@ -157,6 +159,17 @@ func TestRetryThenRecover(t *testing.T) {
 	if st, _ := e.status("s"); st != StatusActive {
 		t.Errorf("status %s, want active", st)
 	}
+	// Delivered jobs are purged from FHIR_NOTIFY (limits retention).
+	waitFor(t, 10*time.Second, func() error {
+		info, err := e.hubs[0].notify.Info(t.Context(), jetstream.WithSubjectFilter(NotifySubject("s")))
+		if err != nil {
+			return err
+		}
+		if n := info.State.Msgs; n != 0 {
+			return fmt.Errorf("%d delivered jobs still in %s", n, NotifyStream)
+		}
+		return nil
+	})
 }
 
 // A receiver that always fails puts the subscription in error; set active

@@ -14,8 +14,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// matcherAckWait is how long the matcher may hold a change.
-const matcherAckWait = 30 * time.Second
+// The matcher's consumer: one replica at a time is pinned to it (the
+// priority group matcherGroup), takes the changes in batches of up to
+// matcherBatch, and acknowledges a batch once its jobs are stored. A
+// replica that stops pulling for matcherPinnedTTL is unpinned; what it
+// held is redelivered after matcherAckWait, which is shorter, so the next
+// pinned replica gets those changes before any newer one and the jobs stay
+// in feed order.
+const (
+	matcherAckWait   = 15 * time.Second
+	matcherPinnedTTL = 20 * time.Second
+	matcherGroup     = "matcher"
+	matcherBatch     = 512
+	matcherPending   = 4 * matcherBatch
+)
 
 // matcherConsumer opens the matcher's durable consumer, creating it, when
 // it does not exist yet, to start after stream sequence start: older
@@ -24,22 +36,29 @@ func (h *Hub) matcherConsumer(ctx context.Context, start uint64) (jetstream.Cons
 	js := h.Bus.JetStream()
 	c, err := js.Consumer(ctx, natsbus.StreamName, h.MatcherName)
 	if err == nil {
+		if cfg := c.CachedInfo().Config; cfg.PriorityPolicy != jetstream.PriorityPolicyPinned {
+			// Made by an older version, one change at a time: pin it.
+			cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL = jetstream.PriorityPolicyPinned, []string{matcherGroup}, matcherPinnedTTL
+			cfg.AckWait, cfg.MaxAckPending = matcherAckWait, matcherPending
+			return js.UpdateConsumer(ctx, natsbus.StreamName, cfg)
+		}
 		return c, nil
 	}
 	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:     h.MatcherName,
-		Description: "subscription matching, shared by the replicas' hubs; one change at a time keeps the jobs in feed order",
-		AckPolicy:   jetstream.AckExplicitPolicy,
-		AckWait:     matcherAckWait,
-		// One change in flight across all replicas: jobs are published in
-		// the feed's order, which delivery keeps per subscription.
-		MaxAckPending: 1,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   start + 1,
+		Durable:        h.MatcherName,
+		Description:    "subscription matching, shared by the replicas' hubs; one pinned replica at a time keeps the jobs in feed order",
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        matcherAckWait,
+		MaxAckPending:  matcherPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start + 1,
+		PriorityGroups: []string{matcherGroup},
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PinnedTTL:      matcherPinnedTTL,
 	}
 	c, err = js.CreateConsumer(ctx, natsbus.StreamName, cfg)
 	if errors.Is(err, jetstream.ErrConsumerExists) {
@@ -48,10 +67,10 @@ func (h *Hub) matcherConsumer(ctx context.Context, start uint64) (jetstream.Cons
 	return c, err
 }
 
-// match runs the matcher: each change of FHIR_CHANGES, taken one at a time
-// from the shared consumer, is matched against the registry, a job is
-// published for each subscription it concerns, and only then is the
-// change acknowledged.
+// match runs the matcher: the changes of FHIR_CHANGES, taken in batches
+// from the shared consumer, are matched against the registry, a job is
+// published for each subscription a change concerns, and a batch is
+// acknowledged once all its jobs are stored.
 func (h *Hub) match(ctx context.Context, start uint64) {
 	defer h.wg.Done()
 	var c jetstream.Consumer
@@ -79,76 +98,160 @@ func (h *Hub) match(ctx context.Context, start uint64) {
 	}
 }
 
-// matchMessages matches the consumer's changes one at a time until ctx
-// ends or reading fails.
+// matchMessages matches the consumer's changes batch by batch until ctx
+// ends or reading fails. A batch is what has arrived when the previous one
+// is done: one change when writes are rare, hundreds under load.
 func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
-	it, err := c.Messages(jetstream.PullMaxMessages(1))
+	msgs := make(chan jetstream.Msg, matcherPending)
+	failed := make(chan error, 1)
+	cc, err := c.Consume(func(m jetstream.Msg) { msgs <- m },
+		jetstream.PullMaxMessages(matcherBatch), jetstream.PullExpiry(5*time.Second),
+		jetstream.PullPriorityGroup(matcherGroup),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrBadRequest) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}))
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			return err
+	pinned := false // messages come only to the pinned replica
+	defer func() {
+		cc.Stop()
+		if !pinned || ctx.Err() == nil {
+			return
 		}
-		if err := h.matchOne(ctx, msg); err != nil {
+		// Closing: give back what was prefetched and hand the pin over at
+		// once rather than after matcherPinnedTTL.
+		for {
+			select {
+			case m := <-msgs:
+				_ = m.Nak()
+				continue
+			default:
+			}
+			break
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := h.changes.UnpinConsumer(uctx, h.MatcherName, matcherGroup); err != nil {
+			h.logger().Debug("subscriptions: unpin the matcher", "err", err)
+		}
+	}()
+	batch := make([]jetstream.Msg, 0, matcherBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-failed:
+			return err
+		case m := <-msgs:
+			batch = append(batch, m)
+			pinned = true
+		}
+	more:
+		for len(batch) < matcherBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		// A failed batch is retried in place: giving it back would let
+		// newer changes overtake it.
+		for attempt := 0; ; attempt++ {
+			err := h.matchBatch(ctx, batch)
+			if err == nil {
+				break
+			}
 			if ctx.Err() != nil {
+				for _, m := range batch {
+					_ = m.Nak() // in feed order, before what was prefetched
+				}
 				return ctx.Err()
 			}
-			h.logger().Warn("subscriptions: match a change; it will be retried", "err", err)
-			_ = msg.NakWithDelay(time.Second)
+			if attempt == 0 || attempt%20 == 0 {
+				h.logger().Warn("subscriptions: match a batch of changes; retrying", "changes", len(batch), "attempt", attempt+1, "err", err)
+			}
+			if sleep(ctx, retryWait(attempt)) == nil {
+				for _, m := range batch {
+					_ = m.InProgress()
+				}
+			}
 		}
 	}
 }
 
-// matchOne handles one change message.
-func (h *Hub) matchOne(ctx context.Context, msg jetstream.Msg) error {
-	meta, err := msg.Metadata()
+// matchBatch handles changes in feed order: it queues their jobs, waits
+// until every job is stored, then acknowledges the changes.
+func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
+	last := batch[len(batch)-1]
+	meta, err := last.Metadata()
 	if err != nil {
 		return err
 	}
-	ch, err := natsbus.DecodeChange(msg.Headers(), msg.Data())
-	if err != nil {
-		return msg.TermWithReason(err.Error())
-	}
-	// The registry must know every Subscription change before this one,
-	// or a subscription activated just before it would miss it.
+	// The registry must know every Subscription change up to the batch's
+	// last, or a subscription activated just before a change would miss it.
 	need := meta.Sequence.Stream
-	last, err := h.lastSubscriptionSeq(ctx)
+	lastSub, err := h.lastSubscriptionSeq(ctx)
 	if err != nil {
 		return err
 	}
-	need = min(need, last)
+	need = min(need, lastSub)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = h.reg.waitApplied(wctx, need)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("subscriptions: the registry has not caught up with stream sequence %d: %w", need, err)
 	}
-	matched, err := h.matches(ctx, ch)
-	if err != nil {
-		return err
-	}
-	for _, s := range matched {
-		if err := h.publishJob(ctx, s.ID, ch); err != nil {
+	var futures []jetstream.PubAckFuture
+	var matchedN uint64
+	for _, msg := range batch {
+		ch, err := natsbus.DecodeChange(msg.Headers(), msg.Data())
+		if err != nil {
+			h.logger().Warn("subscriptions: a change message that cannot be read", "err", err)
+			continue
+		}
+		matched, err := h.matches(ctx, ch)
+		if err != nil {
 			return err
 		}
+		for _, s := range matched {
+			f, err := h.publishJob(s.ID, ch)
+			if err != nil {
+				return err
+			}
+			futures = append(futures, f)
+		}
+		matchedN += uint64(len(matched))
 	}
-	h.stats.changes.Add(1)
-	h.stats.matched.Add(uint64(len(matched)))
-	return msg.DoubleAck(ctx)
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("subscriptions: queue a notification: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	h.stats.changes.Add(uint64(len(batch)))
+	h.stats.matched.Add(matchedN)
+	for _, msg := range batch[:len(batch)-1] {
+		_ = msg.Ack()
+	}
+	// Redelivered if this is lost: matched again, its jobs are duplicates
+	// JetStream drops (Nats-Msg-Id), within the stream's duplicate window.
+	return last.DoubleAck(ctx)
 }
 
 // lastSubscriptionSeq is the stream sequence of the last Subscription change.
 func (h *Hub) lastSubscriptionSeq(ctx context.Context) (uint64, error) {
-	st, err := h.Bus.JetStream().Stream(ctx, natsbus.StreamName)
-	if err != nil {
-		return 0, err
-	}
-	m, err := st.GetLastMsgForSubject(ctx, natsbus.Subject("Subscription"))
+	m, err := h.changes.GetLastMsgForSubject(ctx, natsbus.Subject("Subscription"))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -212,10 +315,10 @@ const (
 	HeaderSubscription = "Fhir-Subscription"
 )
 
-// publishJob queues the notification of ch for subscription id. The
-// message id makes a republished job (a change matched again after a
-// crash) a duplicate JetStream drops.
-func (h *Hub) publishJob(ctx context.Context, id string, ch fhir.Change) error {
+// publishJob queues the notification of ch for subscription id, without
+// waiting for the stream to store it. The message id makes a republished
+// job (a change matched again after a crash) a duplicate JetStream drops.
+func (h *Hub) publishJob(id string, ch fhir.Change) (jetstream.PubAckFuture, error) {
 	hd := nats.Header{}
 	hd.Set(HeaderSubscription, id)
 	hd.Set(natsbus.HeaderSeq, strconv.FormatInt(ch.Seq, 10))
@@ -225,8 +328,9 @@ func (h *Hub) publishJob(ctx context.Context, id string, ch fhir.Change) error {
 	hd.Set(natsbus.HeaderOp, string(ch.Op))
 	hd.Set(natsbus.HeaderLastUpdated, fhir.FormatInstant(ch.LastUpdated))
 	m := &nats.Msg{Subject: NotifySubject(id), Header: hd}
-	if _, err := h.Bus.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID(id+"/"+strconv.FormatInt(ch.Seq, 10))); err != nil {
-		return fmt.Errorf("subscriptions: queue the notification of change %d for Subscription/%s: %w", ch.Seq, id, err)
+	f, err := h.Bus.JetStream().PublishMsgAsync(m, jetstream.WithMsgID(id+"/"+strconv.FormatInt(ch.Seq, 10)))
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: queue the notification of change %d for Subscription/%s: %w", ch.Seq, id, err)
 	}
-	return nil
+	return f, nil
 }
