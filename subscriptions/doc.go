@@ -30,28 +30,42 @@
 // # Matching
 //
 // One durable consumer on FHIR_CHANGES, hub-matcher, is shared by every
-// replica's hub, with MaxAckPending 1: one change is in flight across all
-// replicas at a time, so jobs are published in feed order. For a change, the
-// hub first waits until its registry has applied every Subscription change
-// before it (the stream's last Subscription message, or the change itself,
-// whichever is older), then computes the resource's index entries
-// (search.Engine.EntriesOf) and asks the registry for the candidates:
-// subscriptions on the type filed under an equality token (code=system|code)
-// or local reference (patient=Patient/1) value the entries produce, plus
-// those without such a condition. Each candidate's criteria is evaluated
-// with search.Match (chains and _has resolved against the store). A
+// replica's hub. It has a pinned priority group: one replica at a time
+// receives changes, so jobs are published in feed order. The pinned
+// replica takes what has arrived in batches (up to 512 changes, up to 2,048
+// unacknowledged); for a batch it first waits until its registry has
+// applied every Subscription change up to the batch's last change (or the
+// stream's last Subscription message, whichever is older), then, change by
+// change, computes the resource's index entries (search.Engine.EntriesOf)
+// and asks the registry for the candidates: subscriptions on the type filed
+// under an equality token (code=system|code) or local reference
+// (patient=Patient/1) value the entries produce, plus those without such a
+// condition. Each candidate's criteria is evaluated with search.Match
+// (chains and _has resolved against the store). A batch that fails is
+// retried in place, never given back while newer changes are taken. A
+// replica that stops pulling for 20 s is unpinned; the changes it held are
+// redelivered after AckWait (15 s, shorter on purpose) and so come to the
+// next pinned replica before any newer change. A hub that closes gives its
+// prefetched changes back and unpins itself at once.
+//
+// Deactivation is judged per batch: a subscription set off or deleted
+// within a batch gets no notification for the changes of that batch before
+// it. A
 // deletion matches when the version it deleted matched (the deletion itself
 // has no content); this goes beyond R4, which notifies only creates and
 // updates. Changes at or before the version that made a subscription
 // deliverable are never notified.
 //
-// For each match a job is published to the stream FHIR_NOTIFY (work-queue
-// retention, file storage, MaxAge as FHIR_CHANGES) on
+// For each match a job is published, asynchronously, to the stream
+// FHIR_NOTIFY (limits retention, file storage, MaxAge as FHIR_CHANGES) on
 // fhir.notify.<subscription id>, with Nats-Msg-Id <subscription id>/<change
-// seq> (a change matched again after a crash does not queue a second job)
-// and the change's headers (Fhir-Seq, Fhir-Type, Fhir-Id, Fhir-Version,
-// Fhir-Op, Fhir-Last-Updated, plus Fhir-Subscription); the change is
-// acknowledged only after every job is stored.
+// seq> (a change matched again after a crash does not queue a second job,
+// within the stream's two-minute duplicate window) and the change's headers
+// (Fhir-Seq, Fhir-Type, Fhir-Id, Fhir-Version, Fhir-Op, Fhir-Last-Updated,
+// plus Fhir-Subscription); the batch is acknowledged only after every job
+// is stored. Delivered jobs are purged by the delivery workers (below), not
+// by work-queue retention: with a consumer per subscription, JetStream would
+// look at every consumer on every acknowledgement.
 //
 // # Authorization
 //
@@ -101,7 +115,9 @@
 // the subscription is in error, so its jobs queue; when it is set active
 // again, delivery resumes with the first undelivered job. A replica that
 // dies holding a job leaves it to another replica after AckWait (its
-// attempt count starts again there).
+// attempt count starts again there). A worker pulls one job at a time (no
+// pull is outstanding while it handles one), and purges its subscription's
+// delivered jobs from FHIR_NOTIFY every 5 s while busy and when idle.
 //
 // # Endpoint allow-list
 //
