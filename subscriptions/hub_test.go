@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -459,6 +460,51 @@ func TestHubRestart(t *testing.T) {
 	}
 	if want := "create Observation/o1/_history/1,create Observation/o2/_history/1,create Observation/o3/_history/1"; strings.Join(names, ",") != want {
 		t.Errorf("got %v, want %s", names, want)
+	}
+	checkOrder(t, got)
+}
+
+// NATS goes away while writes continue: what changed during the outage is
+// delivered once it is back, nothing lost, nothing twice, in order.
+func TestNATSRestart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rc := newReceiver(t, nil)
+	e.put("", "Subscription", "s", subscription("s", "requested", "Observation?subject=Patient/p1", rc.URL, "application/fhir+json"))
+	e.waitStatus("s", StatusActive)
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			e.put("", "Observation", fmt.Sprintf("o%d", i), observation(fmt.Sprintf("o%d", i), "p1", "x"))
+		}
+	}
+	write(0, 10)
+	rc.waitCount(t, 10)
+
+	addr, dir := e.nats.Addr(), e.nats.Dir
+	if err := e.nats.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	write(10, 30) // the store takes writes while NATS is away
+	srv := natsbus.NewServer(dir)
+	srv.Listen = addr
+	if err := srv.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	write(30, 40)
+	got := rc.waitCount(t, 40)
+	time.Sleep(500 * time.Millisecond) // a duplicate would come now
+	got = rc.notifications()
+	seen := map[string]int{}
+	for _, n := range got {
+		seen[resourceOf(n)]++
+	}
+	for i := range 40 {
+		if k := fmt.Sprintf("create Observation/o%d/_history/1", i); seen[k] != 1 {
+			t.Errorf("%s delivered %d times, want once", k, seen[k])
+		}
+	}
+	if len(got) != 40 {
+		t.Errorf("%d notifications, want 40", len(got))
 	}
 	checkOrder(t, got)
 }
