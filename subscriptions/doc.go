@@ -46,7 +46,8 @@
 // replica that stops pulling for 20 s is unpinned; the changes it held are
 // redelivered after AckWait (15 s, shorter on purpose) and so come to the
 // next pinned replica before any newer change. A hub that closes gives its
-// prefetched changes back and unpins itself at once.
+// prefetched changes back and keeps its pin until it times out, for the same
+// reason.
 //
 // Deactivation is judged per batch: a subscription set off or deleted
 // within a batch gets no notification for the changes of that batch before
@@ -57,15 +58,14 @@
 // deliverable are never notified.
 //
 // For each match a job is published, asynchronously, to the stream
-// FHIR_NOTIFY (limits retention, file storage, MaxAge as FHIR_CHANGES) on
-// fhir.notify.<subscription id>, with Nats-Msg-Id <subscription id>/<change
+// FHIR_NOTIFY (work-queue retention, file storage, MaxAge as FHIR_CHANGES) on
+// fhir.notify.<partition>.<subscription id>, with Nats-Msg-Id <subscription id>/<change
 // seq> (a change matched again after a crash does not queue a second job,
 // within the stream's two-minute duplicate window) and the change's headers
 // (Fhir-Seq, Fhir-Type, Fhir-Id, Fhir-Version, Fhir-Op, Fhir-Last-Updated,
-// plus Fhir-Subscription); the batch is acknowledged only after every job
-// is stored. Delivered jobs are purged by the delivery workers (below), not
-// by work-queue retention: with a consumer per subscription, JetStream would
-// look at every consumer on every acknowledgement.
+// plus Fhir-Subscription and Fhir-Subscription-Version); the batch is
+// acknowledged only after every job
+// is stored.
 //
 // # Authorization
 //
@@ -86,11 +86,14 @@
 //
 // # Delivery
 //
-// Each active subscription has a durable consumer on FHIR_NOTIFY,
-// notify-<id> ('.' in the id becomes '_'), shared by the replicas, with
-// MaxAckPending 1: one job is in flight at a time, across replicas, so
-// notifications go out in order. Every replica runs a worker per active
-// subscription; the one holding the job POSTs it:
+// A job's subject is fhir.notify.<partition>.<id>, the partition being
+// FNV-1a(id) mod Partitions (16). Each partition has a durable consumer on
+// FHIR_NOTIFY (work-queue retention), deliver-<partition>, shared by the
+// replicas with a pinned priority group: one replica at a time receives a
+// partition's jobs, in stream order. It hands each job to the lane of its
+// subscription, a goroutine that delivers that subscription's jobs one at a
+// time, in order; lanes do not wait for each other, so a slow or failing
+// endpoint holds up its own subscription only. A lane POSTs a job:
 //
 //   - payload empty: no body;
 //   - payload application/fhir+json (or application/json): the version as
@@ -108,16 +111,37 @@
 // A 2xx acknowledges the job. Anything else (another status, a redirect,
 // a network error, AttemptTimeout) is retried in place, the job staying
 // first, after a random wait in [0, min(Retry.Max, Retry.Initial·2^(n-1)));
-// the worker signals progress to JetStream while it waits (AckWait is
-// max(30 s, 3·AttemptTimeout)). After Retry.MaxAttempts attempts the
+// the partition tells JetStream every 10 s that the jobs its lanes hold are
+// in progress (AckWait 30 s). After Retry.MaxAttempts attempts the
 // subscription is set to error with the reason ("endpoint answered 503 10
-// times") and the job is released unacknowledged. Matching goes on while
-// the subscription is in error, so its jobs queue; when it is set active
-// again, delivery resumes with the first undelivered job. A replica that
-// dies holding a job leaves it to another replica after AckWait (its
-// attempt count starts again there). A worker pulls one job at a time (no
-// pull is outstanding while it handles one), and purges its subscription's
-// delivered jobs from FHIR_NOTIFY every 5 s while busy and when idle.
+// times").
+//
+// Jobs a lane cannot deliver now are parked: copied, in order, to the
+// stream FHIR_PARKED (limits retention, MaxAge as FHIR_CHANGES) on
+// fhir.parked.<id>, then acknowledged. That happens to the queue of a
+// subscription that goes to error or off, to every job of a subscription
+// that is not active or already has parked jobs, and to the jobs beyond
+// the first 1,000 queued in a lane, so that one subscription cannot hold up
+// its partition (20,000 unacknowledged jobs at most). When the subscription
+// is active, its lane delivers the parked jobs first, oldest first,
+// deleting each from FHIR_PARKED once delivered, then the queued ones. A
+// subscription set active again is woken: a job with the header Fhir-Wake
+// makes the pinned replica open its lane. Matching goes on while a
+// subscription is in error, so notifications resume from the first
+// undelivered event. A deleted subscription's parked jobs are purged and
+// its queued jobs dropped.
+//
+// A job carries the Subscription version it was matched with
+// (Fhir-Subscription-Version); a lane waits (up to 10 s) until its
+// replica's registry has considered that version before judging the job.
+//
+// A replica that stops (or dies) keeps its pin until it times out (40 s);
+// what its lanes held is redelivered after AckWait (30 s), so the next
+// replica gets those jobs before newer ones. A replica that closes gives
+// back what its lanes hold, in order. A redelivered job the lane already
+// holds is ignored; one it already delivered is acknowledged again. A job
+// being posted when its replica dies is posted again by the next one
+// (at-least-once).
 //
 // # Endpoint allow-list
 //

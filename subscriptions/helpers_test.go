@@ -141,7 +141,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		h.Logger = testLogger.With("hub", i)
 		h.Endpoints = []string{"http://127.0.0.1"}
 		h.Retry = o.retry
-		h.fetchWait = time.Second // idle workers purge soon
+		h.timing = timings{matcherAckWait: 2 * time.Second, matcherPinnedTTL: 3 * time.Second, laneAckWait: 2 * time.Second, lanePinnedTTL: 3 * time.Second, laneIdle: time.Second}
 		h.AttemptTimeout = 5 * time.Second
 		if o.verifier != nil {
 			h.ReadCheck = e.api.ReadCheck

@@ -61,18 +61,17 @@ type Hub struct {
 	// Now is the clock of signatures (default time.Now).
 	Now func() time.Time
 
-	policy    endpointPolicy
-	fetchWait time.Duration // defaultFetchWait unless a test sets it
-	reg       *registry
-	kv        atomic.Pointer[jetstream.KeyValue]
-	notify    jetstream.Stream
-	changes   jetstream.Stream
-	ready     chan struct{}
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	workerMu  sync.Mutex
-	workers   map[string]*worker
-	stats     counters
+	policy  endpointPolicy
+	timing  timings // defaultTimings unless a test sets them
+	reg     *registry
+	kv      atomic.Pointer[jetstream.KeyValue]
+	notify  jetstream.Stream
+	parked  jetstream.Stream
+	changes jetstream.Stream
+	ready   chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stats   counters
 }
 
 // Retry is the delivery retry policy: exponential backoff with full jitter
@@ -91,18 +90,11 @@ var DefaultRetry = Retry{Initial: time.Second, Max: 5 * time.Minute, MaxAttempts
 const (
 	// NotifyStream is the JetStream stream of notification jobs.
 	NotifyStream = "FHIR_NOTIFY"
-	// NotifySubjectPrefix starts a job's subject; the subscription id ends it.
+	// NotifySubjectPrefix starts a job's subject (NotifySubject).
 	NotifySubjectPrefix = "fhir.notify."
 	// DefaultMatcherName is the matcher's shared durable consumer.
 	DefaultMatcherName = "hub-matcher"
 )
-
-// NotifySubject is the subject of the jobs of subscription id.
-func NotifySubject(id string) string { return NotifySubjectPrefix + id }
-
-// deliveryConsumer names the durable consumer of a subscription's jobs
-// (consumer names may not hold '.', which ids may; '_' is never in an id).
-func deliveryConsumer(id string) string { return "notify-" + strings.ReplaceAll(id, ".", "_") }
 
 // New returns a hub with the defaults.
 func New(svc *fhir.Service, engine *search.Engine, bus *natsbus.Bus) *Hub {
@@ -153,8 +145,11 @@ func (h *Hub) Open(ctx context.Context) error {
 		h.AttemptTimeout = 10 * time.Second
 	}
 	if h.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64 // many subscriptions often share a receiver
 		h.HTTPClient = &http.Client{
-			Timeout: h.AttemptTimeout,
+			Transport: tr,
+			Timeout:   h.AttemptTimeout,
 			// A redirect could lead anywhere: the allow-list is checked
 			// on the endpoint only, so a 3xx is a failed attempt.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -163,11 +158,10 @@ func (h *Hub) Open(ctx context.Context) error {
 	if h.MatcherName == "" {
 		h.MatcherName = DefaultMatcherName
 	}
-	if h.fetchWait <= 0 {
-		h.fetchWait = defaultFetchWait
+	if h.timing == (timings{}) {
+		h.timing = defaultTimings
 	}
 	h.reg = newRegistry()
-	h.workers = map[string]*worker{}
 	h.ready = make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
@@ -245,14 +239,12 @@ func (h *Hub) run(ctx context.Context) {
 	}
 	close(h.ready)
 	h.logger().Info("subscriptions: hub running", "subscriptions", h.reg.len(), "notify_stream", NotifyStream, "matcher", h.MatcherName)
-	h.wg.Add(1)
+	h.wg.Add(1 + Partitions)
 	go h.match(ctx, start)
-	h.follow(ctx, start)
-	h.workerMu.Lock()
-	for _, w := range h.workers {
-		w.cancel()
+	for p := range Partitions {
+		go h.deliver(ctx, p)
 	}
-	h.workerMu.Unlock()
+	h.follow(ctx, start)
 }
 
 func retryWait(attempt int) time.Duration {
@@ -286,28 +278,33 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	}
 	notify, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        NotifyStream,
-		Description: "notification jobs of FHIR subscriptions, one per matched change and subscription; delivery workers purge what they delivered",
+		Description: "notification jobs of FHIR subscriptions, one per matched change and subscription, on fhir.notify.<partition>.<id>, removed once delivered",
 		Subjects:    []string{NotifySubjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
-		// Limits, not work-queue retention: with one consumer per
-		// subscription, JetStream would check every consumer on every
-		// acknowledgement. Workers purge their subject instead.
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     maxAge,
-		MaxMsgs:    -1,
-		MaxBytes:   -1,
-		Replicas:   sc.Replicas,
-		Duplicates: min(2*time.Minute, maxAge),
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      maxAge,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Replicas:    sc.Replicas,
+		Duplicates:  min(2*time.Minute, maxAge),
 	})
 	if err != nil {
-		// A stream made by an older version (work-queue retention, which
-		// cannot be changed) still works.
-		old, oerr := js.Stream(ctx, NotifyStream)
-		if oerr != nil || old.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
-			return 0, fmt.Errorf("subscriptions: create the stream %s: %w", NotifyStream, err)
-		}
-		h.logger().Warn("subscriptions: "+NotifyStream+" has work-queue retention (made by an older version); delivery is slower with many subscriptions", "err", err)
-		notify = old
+		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", NotifyStream, err)
+	}
+	parked, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ParkedStream,
+		Description: "notification jobs of FHIR subscriptions that cannot take them now (error, off, long backlog), on fhir.parked.<id>, deleted once delivered",
+		Subjects:    []string{ParkedSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      maxAge,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Replicas:    sc.Replicas,
+		Duplicates:  min(2*time.Minute, maxAge),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", ParkedStream, err)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      OwnersBucket,
@@ -319,7 +316,7 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("subscriptions: create the bucket %s: %w", OwnersBucket, err)
 	}
-	h.notify, h.changes = notify, changes
+	h.notify, h.parked, h.changes = notify, parked, changes
 	h.kv.Store(&kv)
 	info, err := changes.Info(ctx)
 	if err != nil {
@@ -412,8 +409,7 @@ func (h *Hub) followOnce(ctx context.Context, start uint64) error {
 // apply updates the registry with one Subscription change.
 func (h *Hub) apply(ctx context.Context, ch fhir.Change) {
 	if ch.Deleted() {
-		h.reg.remove(ch.ID)
-		h.stopWorker(ch.ID)
+		h.reg.markGone(ch.ID)
 		h.dropQueue(ctx, ch.ID)
 		return
 	}
@@ -432,18 +428,17 @@ func (h *Hub) apply(ctx context.Context, ch fhir.Change) {
 // one version of it: seq is its feed position (0 when loaded from the
 // store).
 func (h *Hub) consider(ctx context.Context, r fhir.Resource, seq int64) {
+	defer h.reg.noteVersion(r.ID, r.Version)
 	s, err := decodeSpec(r)
 	if err != nil {
 		h.logger().Warn("subscriptions: a Subscription that cannot be read", "id", r.ID, "err", err)
 		h.reg.remove(r.ID)
-		h.stopWorker(r.ID)
 		return
 	}
 	switch s.Status {
 	case StatusRequested, StatusActive, StatusError:
-	default: // off, or anything else: no matching, no delivery; queued jobs stay
+	default: // off, or anything else: no matching, no delivery; queued jobs stay (parked)
 		h.reg.remove(s.ID)
-		h.stopWorker(s.ID)
 		return
 	}
 	problem := h.validate(ctx, s)
@@ -461,7 +456,6 @@ func (h *Hub) consider(ctx context.Context, r fhir.Resource, seq int64) {
 	}
 	if problem != nil {
 		h.reg.remove(s.ID)
-		h.stopWorker(s.ID)
 		if s.Status != StatusError {
 			h.setStatus(ctx, s.ID, s.Version, StatusError, problem.Error())
 		}
@@ -484,11 +478,17 @@ func (h *Hub) consider(ctx context.Context, r fhir.Resource, seq int64) {
 		ns.since = h.deliverableSince(ctx, r)
 	}
 	h.reg.put(ns)
-	if s.Status == StatusActive {
-		h.startWorker(s.ID)
-	} else {
-		h.stopWorker(s.ID)
+	if s.Status != StatusActive {
+		return
 	}
+	// Parked jobs (from a time in error or off) go out now; at load only
+	// when there are some, not to wake every subscription at each start.
+	if seq == 0 {
+		if has, err := h.hasParked(ctx, s.ID); err != nil || !has {
+			return
+		}
+	}
+	h.wake(s.ID, s.Version)
 }
 
 // deliverableSince finds, for a subscription loaded from the store, the
@@ -549,12 +549,10 @@ func (h *Hub) setStatus(ctx context.Context, id string, version int64, status, r
 	return true
 }
 
-// dropQueue removes a deleted subscription's consumer and queued jobs.
+// dropQueue removes a deleted subscription's parked jobs (lanes drop its
+// queued ones).
 func (h *Hub) dropQueue(ctx context.Context, id string) {
-	if err := h.Bus.JetStream().DeleteConsumer(ctx, NotifyStream, deliveryConsumer(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		h.logger().Warn("subscriptions: delete a subscription's consumer", "id", id, "err", err)
-	}
-	if err := h.notify.Purge(ctx, jetstream.WithPurgeSubject(NotifySubject(id))); err != nil {
-		h.logger().Warn("subscriptions: purge a subscription's jobs", "id", id, "err", err)
+	if err := h.parked.Purge(ctx, jetstream.WithPurgeSubject(parkedSubject(id))); err != nil {
+		h.logger().Warn("subscriptions: purge a subscription's parked jobs", "id", id, "err", err)
 	}
 }

@@ -22,11 +22,9 @@ import (
 // pinned replica gets those changes before any newer one and the jobs stay
 // in feed order.
 const (
-	matcherAckWait   = 15 * time.Second
-	matcherPinnedTTL = 20 * time.Second
-	matcherGroup     = "matcher"
-	matcherBatch     = 512
-	matcherPending   = 4 * matcherBatch
+	matcherGroup   = "matcher"
+	matcherBatch   = 512
+	matcherPending = 4 * matcherBatch
 )
 
 // matcherConsumer opens the matcher's durable consumer, creating it, when
@@ -38,8 +36,8 @@ func (h *Hub) matcherConsumer(ctx context.Context, start uint64) (jetstream.Cons
 	if err == nil {
 		if cfg := c.CachedInfo().Config; cfg.PriorityPolicy != jetstream.PriorityPolicyPinned {
 			// Made by an older version, one change at a time: pin it.
-			cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL = jetstream.PriorityPolicyPinned, []string{matcherGroup}, matcherPinnedTTL
-			cfg.AckWait, cfg.MaxAckPending = matcherAckWait, matcherPending
+			cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL = jetstream.PriorityPolicyPinned, []string{matcherGroup}, h.timing.matcherPinnedTTL
+			cfg.AckWait, cfg.MaxAckPending = h.timing.matcherAckWait, matcherPending
 			return js.UpdateConsumer(ctx, natsbus.StreamName, cfg)
 		}
 		return c, nil
@@ -51,14 +49,14 @@ func (h *Hub) matcherConsumer(ctx context.Context, start uint64) (jetstream.Cons
 		Durable:        h.MatcherName,
 		Description:    "subscription matching, shared by the replicas' hubs; one pinned replica at a time keeps the jobs in feed order",
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        matcherAckWait,
+		AckWait:        h.timing.matcherAckWait,
 		MaxAckPending:  matcherPending,
 		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    start + 1,
 		PriorityGroups: []string{matcherGroup},
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
-		PinnedTTL:      matcherPinnedTTL,
+		PinnedTTL:      h.timing.matcherPinnedTTL,
 	}
 	c, err = js.CreateConsumer(ctx, natsbus.StreamName, cfg)
 	if errors.Is(err, jetstream.ErrConsumerExists) {
@@ -118,14 +116,15 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 	if err != nil {
 		return err
 	}
-	pinned := false // messages come only to the pinned replica
 	defer func() {
 		cc.Stop()
-		if !pinned || ctx.Err() == nil {
+		if ctx.Err() == nil {
 			return
 		}
-		// Closing: give back what was prefetched and hand the pin over at
-		// once rather than after matcherPinnedTTL.
+		// Closing: give back what was prefetched. The pin is kept until it
+		// times out: what is still in flight to this replica is then
+		// redelivered, before anything newer, to the next one.
+		<-cc.Closed()
 		for {
 			select {
 			case m := <-msgs:
@@ -134,11 +133,6 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 			default:
 			}
 			break
-		}
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		if err := h.changes.UnpinConsumer(uctx, h.MatcherName, matcherGroup); err != nil {
-			h.logger().Debug("subscriptions: unpin the matcher", "err", err)
 		}
 	}()
 	batch := make([]jetstream.Msg, 0, matcherBatch)
@@ -151,7 +145,6 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 			return err
 		case m := <-msgs:
 			batch = append(batch, m)
-			pinned = true
 		}
 	more:
 		for len(batch) < matcherBatch {
@@ -222,7 +215,7 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 		for _, s := range matched {
-			f, err := h.publishJob(s.ID, ch)
+			f, err := h.publishJob(s, ch)
 			if err != nil {
 				return err
 			}
@@ -318,9 +311,11 @@ const (
 // publishJob queues the notification of ch for subscription id, without
 // waiting for the stream to store it. The message id makes a republished
 // job (a change matched again after a crash) a duplicate JetStream drops.
-func (h *Hub) publishJob(id string, ch fhir.Change) (jetstream.PubAckFuture, error) {
+func (h *Hub) publishJob(s *sub, ch fhir.Change) (jetstream.PubAckFuture, error) {
+	id := s.ID
 	hd := nats.Header{}
 	hd.Set(HeaderSubscription, id)
+	hd.Set(HeaderSubscriptionVersion, strconv.FormatInt(s.Version, 10))
 	hd.Set(natsbus.HeaderSeq, strconv.FormatInt(ch.Seq, 10))
 	hd.Set(natsbus.HeaderType, ch.Type)
 	hd.Set(natsbus.HeaderID, ch.ID)

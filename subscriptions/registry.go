@@ -34,6 +34,11 @@ type registry struct {
 	// changes have been applied; waiters learn of progress through moved.
 	applied uint64
 	moved   chan struct{}
+	// known is the newest version of each Subscription considered
+	// (deliverable or not); gone the deleted ones. Delivery lanes wait on
+	// them for the version a job was matched with.
+	known map[string]int64
+	gone  map[string]bool
 }
 
 type typeIndex struct {
@@ -42,7 +47,8 @@ type typeIndex struct {
 }
 
 func newRegistry() *registry {
-	return &registry{subs: map[string]*sub{}, byType: map[string]*typeIndex{}, moved: make(chan struct{})}
+	return &registry{subs: map[string]*sub{}, byType: map[string]*typeIndex{}, moved: make(chan struct{}),
+		known: map[string]int64{}, gone: map[string]bool{}}
 }
 
 func (g *registry) get(id string) *sub {
@@ -151,8 +157,53 @@ func (g *registry) setApplied(seq uint64) {
 	defer g.mu.Unlock()
 	if seq > g.applied {
 		g.applied = seq
-		close(g.moved)
-		g.moved = make(chan struct{})
+		g.bumpLocked()
+	}
+}
+
+// bumpLocked wakes the waiters.
+func (g *registry) bumpLocked() {
+	close(g.moved)
+	g.moved = make(chan struct{})
+}
+
+// noteVersion records that version of Subscription id was considered.
+func (g *registry) noteVersion(id string, version int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if version > g.known[id] {
+		g.known[id] = version
+	}
+	delete(g.gone, id)
+	g.bumpLocked()
+}
+
+// markGone records the deletion of Subscription id.
+func (g *registry) markGone(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.removeLocked(id)
+	g.gone[id] = true
+	g.bumpLocked()
+}
+
+// awaitVersion waits until the registry has considered version of
+// Subscription id, or its deletion, and returns what it holds then: the
+// deliverable subscription (nil when it is not), and whether it is gone.
+// When ctx ends first it returns what it holds at that moment.
+func (g *registry) awaitVersion(ctx context.Context, id string, version int64) (*sub, bool) {
+	for {
+		g.mu.RLock()
+		s, gone, known, moved := g.subs[id], g.gone[id], g.known[id], g.moved
+		g.mu.RUnlock()
+		if gone || known >= version {
+			return s, gone
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return s, gone
+		}
 	}
 }
 
