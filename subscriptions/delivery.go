@@ -93,11 +93,13 @@ func (e *deliveryError) Error() string {
 func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
 	var body []byte
 	if s.Payload != "" && !job.Deleted() {
-		r, err := h.Service.Store.VRead(ctx, job.Type, job.ID, job.Version)
-		if err != nil {
-			return fmt.Errorf("read %s/%s version %d: %w", job.Type, job.ID, job.Version, err)
+		if body = h.bodies.get(bodyKey(job.Type, job.ID, job.Version)); body == nil {
+			r, err := h.Service.Store.VRead(ctx, job.Type, job.ID, job.Version)
+			if err != nil {
+				return fmt.Errorf("read %s/%s version %d: %w", job.Type, job.ID, job.Version, err)
+			}
+			body = r.JSON
 		}
-		body = r.JSON
 	}
 	actx, cancel := context.WithTimeout(ctx, h.AttemptTimeout)
 	defer cancel()

@@ -72,6 +72,7 @@ type Hub struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	stats   counters
+	bodies  *bodyCache
 }
 
 // Retry is the delivery retry policy: exponential backoff with full jitter
@@ -162,6 +163,7 @@ func (h *Hub) Open(ctx context.Context) error {
 		h.timing = defaultTimings
 	}
 	h.reg = newRegistry()
+	h.bodies = newBodyCache(16 << 20)
 	h.ready = make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel

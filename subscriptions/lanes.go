@@ -222,6 +222,10 @@ type lane struct {
 	// Owned by run.
 	queue  []heldMsg // jobs to deliver, in order
 	parked bool      // FHIR_PARKED holds jobs of this subscription
+	// failedAt is the Subscription version whose deliveries ran out of
+	// attempts: the lane takes it as not active (the registry learns of
+	// the error a moment later) until a newer version.
+	failedAt int64
 }
 
 type heldMsg struct {
@@ -281,7 +285,7 @@ func (l *lane) run() {
 			continue
 		}
 		s := h.reg.get(l.id)
-		active := s != nil && s.Status == StatusActive
+		active := s != nil && s.Status == StatusActive && s.Version > l.failedAt
 		switch {
 		case len(l.queue) > 0 && (l.parked || !active):
 			// Parked jobs come first: what is queued goes after them. And
@@ -424,6 +428,7 @@ func (l *lane) deliverHead(ctx context.Context, s *sub) {
 		l.done(hm.seq)
 		l.queue = l.queue[1:]
 	case failed:
+		l.failedAt = s.Version
 		if err := l.parkQueue(ctx); err != nil && ctx.Err() == nil {
 			h.logger().Warn("subscriptions: park jobs", "id", l.id, "err", err)
 		}
@@ -449,7 +454,12 @@ func (l *lane) deliverParked(ctx context.Context, s *sub) {
 	}
 	job, err := natsbus.DecodeChange(raw.Header, nil)
 	if err == nil {
-		if h.deliverWithRetries(ctx, s, job) != delivered {
+		switch h.deliverWithRetries(ctx, s, job) {
+		case delivered:
+		case failed:
+			l.failedAt = s.Version
+			return
+		default:
 			return
 		}
 	} else {

@@ -221,6 +221,9 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 			}
 			futures = append(futures, f)
 		}
+		if len(matched) > 0 && !ch.Deleted() {
+			h.bodies.put(bodyKey(ch.Type, ch.ID, ch.Version), ch.Resource.JSON)
+		}
 		matchedN += uint64(len(matched))
 	}
 	for _, f := range futures {

@@ -26,8 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
-	"github.com/fhirhub/fhirhub/subscriptions"
-	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
+		"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 )
 
 // TestSubscriptionReplicasKill: three fhirserver processes share one MongoDB
@@ -74,7 +73,7 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hooks := &hookRecorder{delay: 20 * time.Millisecond}
+	hooks := &hookRecorder{delay: 50 * time.Millisecond}
 	rc := httptest.NewServer(hooks)
 	t.Cleanup(rc.Close) // after the replicas are stopped (cleanups run last first)
 
@@ -205,6 +204,7 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 	burstStart := time.Now()
 	var killedAt time.Time
 	var killInfo string
+	var ackedAtKill int32
 	killDone, writesDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(killDone)
@@ -215,16 +215,22 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
+		// Kill while every subscription has a delivery in flight, so that
+		// the killed replica most likely holds one.
+		for t0 := time.Now(); hooks.inFlight.Load() < int32(len(subs)) && time.Since(t0) < time.Second; {
+			time.Sleep(time.Millisecond)
+		}
+		consumers, _ := consumerStates(js)
 		reps[0].dead.Store(true) // new writes go elsewhere
-		pinned := matcherState(js)
 		inFlight := hooks.inFlight.Load()
 		hooks.mu.Lock()
 		received := len(hooks.notes)
 		hooks.mu.Unlock()
+		ackedAtKill = nAcked.Load()
 		reps[0].kill()
 		killedAt = time.Now()
-		killInfo = fmt.Sprintf("replica 0 killed %s into the burst, after %d acknowledged writes; %d notifications received, %d deliveries in flight; matcher before the kill: %s",
-			killedAt.Sub(burstStart).Round(time.Millisecond), nAcked.Load(), received, inFlight, pinned)
+		killInfo = fmt.Sprintf("replica 0 killed %s into the burst, after %d acknowledged writes; %d notifications received, %d deliveries in flight; consumers just before the kill:%s",
+			killedAt.Sub(burstStart).Round(time.Millisecond), ackedAtKill, received, inFlight, consumers)
 	}()
 	for i := range total {
 		jobs <- i
@@ -238,6 +244,9 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 		t.Fatalf("the kill never happened: %d writes acknowledged", nAcked.Load())
 	}
 	t.Log(killInfo)
+	if ackedAtKill >= total {
+		t.Errorf("the kill came after the burst (all %d writes acknowledged): it must come in the middle", total)
+	}
 	t.Logf("burst: %d writes acknowledged in %s (%d with a failed attempt)", len(acked), burstEnd.Sub(burstStart).Round(time.Millisecond), len(uncertain))
 	if t.Failed() {
 		t.FailNow()
@@ -300,7 +309,8 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 		}
 		t.Errorf("%d of %d notifications never arrived (waited %s after the burst, %s after the kill):%s",
 			len(missing), len(expected), time.Since(waitStart).Round(time.Second), time.Since(killedAt).Round(time.Second), sb.String())
-		t.Logf("consumers: %s", consumerStates(js, subs[0].id, subs[1].id, subs[2].id))
+		st, _ := consumerStates(js)
+		t.Logf("NATS consumers now:%s", st)
 		t.Logf("what each subscription received, in order:%s", hooks.describe())
 		t.FailNow()
 	}
@@ -309,10 +319,13 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 
 	// Quiescence: no job left pending or unacknowledged (a redelivery of
 	// the notification in flight at the kill comes at most AckWait later).
-	waitFor(t, 90*time.Second, "the matcher and delivery consumers to be drained", func() (bool, string) {
-		st := consumerStates(js, subs[0].id, subs[1].id, subs[2].id)
-		return !strings.Contains(st, "ERR") && !strings.Contains(st, "busy"), st
+	waitFor(t, 120*time.Second, "the NATS consumers to be drained", func() (bool, string) {
+		st, drained := consumerStates(js)
+		return drained, st
 	})
+	if st, _ := consumerStates(js); testing.Verbose() {
+		t.Logf("NATS consumers at the end:%s", st)
+	}
 
 	// The feed as published: each Observation version once, with its position.
 	seqOf, err := feedPositions(js)
@@ -692,54 +705,60 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 	}
 }
 
-// matcherState describes the matcher consumer: pinned client and counts.
-func matcherState(js jetstream.JetStream) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := js.Consumer(ctx, natsbus.StreamName, subscriptions.DefaultMatcherName)
-	if err != nil {
-		return "ERR " + err.Error()
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return "ERR " + err.Error()
-	}
-	var pins []string
-	for _, g := range info.PriorityGroups {
-		pins = append(pins, fmt.Sprintf("group %s pinned %q since %s", g.Group, g.PinnedClientID, g.PinnedTS.Format(time.TimeOnly)))
-	}
-	return fmt.Sprintf("pending %d, ack pending %d, redelivered %d, waiting %d; %s", info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, strings.Join(pins, ", "))
-}
-
-// consumerStates describes the matcher and the subscriptions' delivery
-// consumers; a consumer with work left is marked busy.
-func consumerStates(js jetstream.JetStream, ids ...string) string {
+// consumerStates describes every durable consumer of every stream (the
+// matcher's, the delivery consumers, whatever the hub uses): counts and
+// pinned client. It reports whether all are drained (nothing pending, nothing
+// unacknowledged).
+func consumerStates(js jetstream.JetStream) (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var sb strings.Builder
-	state := func(stream, name string) {
-		c, err := js.Consumer(ctx, stream, name)
-		if err != nil {
-			fmt.Fprintf(&sb, "%s: ERR %v; ", name, err)
-			return
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			fmt.Fprintf(&sb, "%s: ERR %v; ", name, err)
-			return
-		}
-		busy := ""
-		if info.NumPending > 0 || info.NumAckPending > 0 {
-			busy = " busy"
-		}
-		fmt.Fprintf(&sb, "%s:%s pending %d, ack pending %d, redelivered %d, delivered stream seq %d, ack floor %d; ",
-			name, busy, info.NumPending, info.NumAckPending, info.NumRedelivered, info.Delivered.Stream, info.AckFloor.Stream)
+	drained := true
+	streams := js.StreamNames(ctx)
+	var names []string
+	for n := range streams.Name() {
+		names = append(names, n)
 	}
-	state(natsbus.StreamName, subscriptions.DefaultMatcherName)
-	for _, id := range ids {
-		state(subscriptions.NotifyStream, "notify-"+id)
+	if err := streams.Err(); err != nil {
+		return "ERR list streams: " + err.Error(), false
 	}
-	return sb.String()
+	sort.Strings(names)
+	for _, sn := range names {
+		st, err := js.Stream(ctx, sn)
+		if err != nil {
+			fmt.Fprintf(&sb, "\n  %s: ERR %v", sn, err)
+			drained = false
+			continue
+		}
+		fmt.Fprintf(&sb, "\n  stream %s: %d messages, last seq %d", sn, st.CachedInfo().State.Msgs, st.CachedInfo().State.LastSeq)
+		infos := st.ListConsumers(ctx)
+		var list []*jetstream.ConsumerInfo
+		for info := range infos.Info() {
+			if info.Config.Durable != "" {
+				list = append(list, info)
+			}
+		}
+		if err := infos.Err(); err != nil {
+			fmt.Fprintf(&sb, "\n    ERR list consumers: %v", err)
+			drained = false
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+		for _, info := range list {
+			busy := ""
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				busy, drained = " BUSY", false
+			}
+			var pins []string
+			for _, g := range info.PriorityGroups {
+				if g.PinnedClientID != "" {
+					pins = append(pins, fmt.Sprintf("%s pinned %s since %s", g.Group, g.PinnedClientID, g.PinnedTS.Format("15:04:05.000")))
+				}
+			}
+			fmt.Fprintf(&sb, "\n    %s:%s pending %d, ack pending %d, redelivered %d, waiting %d, delivered seq %d, ack floor %d %s",
+				info.Name, busy, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.Delivered.Stream, info.AckFloor.Stream, strings.Join(pins, ", "))
+		}
+	}
+	return sb.String(), drained
 }
 
 // feedPositions reads the Observation changes of FHIR_CHANGES: for each
