@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fhirhub/fhirhub/fhir"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Headers of a rest-hook notification.
@@ -101,31 +103,36 @@ func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
 			body = r.JSON
 		}
 	}
+	hd := http.Header{}
+	for _, line := range s.Headers {
+		name, value, _ := strings.Cut(line, ":")
+		hd.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	hd.Set(HeaderSubscriptionRef, "Subscription/"+s.ID)
+	hd.Set(HeaderEvent, strconv.FormatInt(job.Seq, 10))
+	if s.Payload != "" {
+		hd.Set(HeaderResource, job.Type+"/"+job.ID+"/_history/"+strconv.FormatInt(job.Version, 10))
+		hd.Set(HeaderOp, string(job.Op))
+	}
+	if len(body) > 0 {
+		hd.Set("Content-Type", s.Payload)
+	}
+	if s.Secret != nil {
+		ts := strconv.FormatInt(h.now().Unix(), 10)
+		hd.Set(HeaderTimestamp, ts)
+		hd.Set(HeaderSignature, Sign(s.Secret, ts, body))
+	}
 	actx, cancel := context.WithTimeout(ctx, h.AttemptTimeout)
 	defer cancel()
+	if s.Channel == ChannelNATS {
+		return h.publishOut(actx, ctx, s, job, hd, body)
+	}
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.Endpoint, bytes.NewReader(body))
 	if err != nil {
 		return &deliveryError{err: err}
 	}
-	for _, line := range s.Headers {
-		name, value, _ := strings.Cut(line, ":")
-		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
+	req.Header = hd
 	req.Header.Set("User-Agent", "fhirhub-subscriptions")
-	req.Header.Set(HeaderSubscriptionRef, "Subscription/"+s.ID)
-	req.Header.Set(HeaderEvent, strconv.FormatInt(job.Seq, 10))
-	if s.Payload != "" {
-		req.Header.Set(HeaderResource, job.Type+"/"+job.ID+"/_history/"+strconv.FormatInt(job.Version, 10))
-		req.Header.Set(HeaderOp, string(job.Op))
-	}
-	if len(body) > 0 {
-		req.Header.Set("Content-Type", s.Payload)
-	}
-	if s.Secret != nil {
-		ts := strconv.FormatInt(h.now().Unix(), 10)
-		req.Header.Set(HeaderTimestamp, ts)
-		req.Header.Set(HeaderSignature, Sign(s.Secret, ts, body))
-	}
 	resp, err := h.HTTPClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -141,6 +148,23 @@ func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return &deliveryError{status: resp.StatusCode}
+	}
+	return nil
+}
+
+// publishOut delivers a notification on the nats channel: a message on
+// the subscription's subject in FHIR_OUT, with the rest-hook headers, the
+// same body, and Nats-Msg-Id <subscription id>/<event>, so a notification
+// delivered again within two minutes is stored once. Delivered once
+// JetStream has stored it.
+func (h *Hub) publishOut(actx, ctx context.Context, s *sub, job fhir.Change, hd http.Header, body []byte) error {
+	m := &nats.Msg{Subject: outSubject(s.Endpoint), Header: nats.Header(hd), Data: body}
+	_, err := h.Bus.JetStream().PublishMsg(actx, m, jetstream.WithMsgID(s.ID+"/"+strconv.FormatInt(job.Seq, 10)))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &deliveryError{err: fmt.Errorf("NATS: %w", err)}
 	}
 	return nil
 }

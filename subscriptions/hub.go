@@ -308,6 +308,20 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", ParkedStream, err)
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        OutStream,
+		Description: "notifications of FHIR subscriptions on the nats channel, on fhir.out.<…>, for receivers that consume them from this NATS",
+		Subjects:    []string{OutSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      maxAge,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Replicas:    sc.Replicas,
+		Duplicates:  min(2*time.Minute, maxAge),
+	}); err != nil {
+		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", OutStream, err)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      OwnersBucket,
 		Description: "the scopes of the client that wrote each Subscription",

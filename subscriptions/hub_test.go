@@ -296,6 +296,10 @@ func TestInvalidSubscriptions(t *testing.T) {
 		{"Payload", "Observation?subject=Patient/p1", rc.URL, "application/fhir+xml", "", "payload"},
 		{"ReservedHeader", "Observation?subject=Patient/p1", rc.URL, "", `"header":["Content-Type: text/plain"]`, "hub sets"},
 		{"ShortSecret", "Observation?subject=Patient/p1", rc.URL, "", fmt.Sprintf(`"extension":[{"url":%q,"valueString":"short"}]`, SecretExtension), "shorter"},
+		{"NATSOutsideOut", "Observation?subject=Patient/p1", "nats:fhir.changes.Patient", "", natsChannel, "nats:fhir.out."},
+		{"NATSWildcard", "Observation?subject=Patient/p1", "nats:fhir.out.*", "", natsChannel, "wildcards"},
+		{"NATSNoScheme", "Observation?subject=Patient/p1", "fhir.out.a", "", natsChannel, "nats:fhir.out."},
+		{"UnknownChannel", "Observation?subject=Patient/p1", rc.URL, "", `"_type":{"extension":[{"url":"` + ChannelTypeExtension + `","valueCoding":{"system":"http://example.org","code":"pigeon"}}]}`, "not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := strings.ToLower(tc.name)
@@ -311,7 +315,7 @@ func TestInvalidSubscriptions(t *testing.T) {
 	}
 	t.Run("Websocket", func(t *testing.T) {
 		e.put("", "Subscription", "ws", `{"resourceType":"Subscription","id":"ws","status":"requested","reason":"test","criteria":"Observation?subject=Patient/p1","channel":{"type":"websocket"}}`)
-		if reason := e.waitStatus("ws", StatusError); !strings.Contains(reason, "not supported yet") {
+		if reason := e.waitStatus("ws", StatusError); !strings.Contains(reason, "not supported") {
 			t.Errorf("error %q", reason)
 		}
 	})
@@ -507,4 +511,68 @@ func TestNATSRestart(t *testing.T) {
 		t.Errorf("%d notifications, want 40", len(got))
 	}
 	checkOrder(t, got)
+}
+
+// natsChannel is the channel._type extension of the nats channel.
+var natsChannel = `"_type":{"extension":[{"url":"` + ChannelTypeExtension + `","valueCoding":{"system":"` + ChannelTypeSystem + `","code":"nats"}}]}`
+
+// The nats channel: notifications are stored in FHIR_OUT on the endpoint's
+// subject, in order, with the rest-hook headers and body, signed.
+func TestNATSChannel(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret := "a-shared-secret-of-32-characters"
+	e.put("", "Subscription", "n", subscription("n", "requested", "Observation?subject=Patient/p1", "nats:fhir.out.hospital-a", "application/fhir+json",
+		natsChannel, fmt.Sprintf(`"extension":[{"url":%q,"valueString":%q}]`, SecretExtension, secret)))
+	e.waitStatus("n", StatusActive)
+	for i := range 5 {
+		e.put("", "Observation", fmt.Sprintf("o%d", i), observation(fmt.Sprintf("o%d", i), "p1", "x"))
+	}
+	e.put("", "Observation", "other", observation("other", "p2", "x"))
+	e.del("", "Observation", "o0")
+	// What a receiver does: a consumer of its own on its subject.
+	oc, err := e.bus.JetStream().OrderedConsumer(t.Context(), OutStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"fhir.out.hospital-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []jetstream.Msg
+	for len(got) < 6 {
+		m, err := oc.Next(jetstream.FetchMaxWait(15 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d notifications: %v", len(got), err)
+		}
+		got = append(got, m)
+	}
+	if m, err := oc.Next(jetstream.FetchMaxWait(500 * time.Millisecond)); err == nil {
+		t.Errorf("a 7th notification: %v", m.Headers())
+	}
+	last := int64(0)
+	for i, m := range got {
+		hd := http.Header(m.Headers())
+		want := fmt.Sprintf("create Observation/o%d/_history/1", i)
+		if i == 5 {
+			want = "delete Observation/o0/_history/2"
+		}
+		if g := hd.Get(HeaderOp) + " " + hd.Get(HeaderResource); g != want {
+			t.Errorf("notification %d: %s, want %s", i, g, want)
+		}
+		if hd.Get(HeaderSubscriptionRef) != "Subscription/n" {
+			t.Errorf("notification %d: subscription %q", i, hd.Get(HeaderSubscriptionRef))
+		}
+		ev, _ := strconv.ParseInt(hd.Get(HeaderEvent), 10, 64)
+		if ev <= last {
+			t.Errorf("notification %d: event %d after %d", i, ev, last)
+		}
+		last = ev
+		if sig := hd.Get(HeaderSignature); sig != Sign([]byte(secret), hd.Get(HeaderTimestamp), m.Data()) {
+			t.Errorf("notification %d: signature %q does not verify", i, sig)
+		}
+		if i < 5 {
+			var o struct{ ID string }
+			if err := json.Unmarshal(m.Data(), &o); err != nil || o.ID != fmt.Sprintf("o%d", i) {
+				t.Errorf("notification %d: body %s", i, m.Data())
+			}
+		} else if len(m.Data()) != 0 {
+			t.Errorf("the deletion's notification has a body: %s", m.Data())
+		}
+	}
 }

@@ -27,6 +27,29 @@ const (
 // with (HMAC-SHA256, see the package documentation). At least 16 characters.
 const SecretExtension = "https://fhirhub.dev/fhir/StructureDefinition/subscription-hmac-secret"
 
+// Channels beyond R4's rest-hook and websocket are named, as the
+// Subscriptions Backport IG has it, by a Coding in the extension
+// ChannelTypeExtension on channel.type (in JSON, channel._type).
+const (
+	ChannelTypeExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-channel-type"
+	// ChannelTypeSystem is the code system of this server's channel types.
+	ChannelTypeSystem = "https://fhirhub.dev/fhir/CodeSystem/channel-type"
+	// ChannelNATS publishes notifications to the stream FHIR_OUT on the
+	// subject channel.endpoint names (nats:fhir.out.<…>).
+	ChannelNATS     = "nats"
+	ChannelRestHook = "rest-hook"
+)
+
+// The nats channel's stream and subjects.
+const (
+	OutStream        = "FHIR_OUT"
+	OutSubjectPrefix = "fhir.out."
+	natsScheme       = "nats:"
+)
+
+// outSubject is the subject of a nats channel endpoint.
+func outSubject(endpoint string) string { return strings.TrimPrefix(endpoint, natsScheme) }
+
 // minSecretLen is the shortest signing secret accepted.
 const minSecretLen = 16
 
@@ -62,6 +85,15 @@ type subscriptionJSON struct {
 			URL         string `json:"url"`
 			ValueString string `json:"valueString"`
 		} `json:"extension"`
+		TypeElement struct {
+			Extension []struct {
+				URL         string `json:"url"`
+				ValueCoding *struct {
+					System string `json:"system"`
+					Code   string `json:"code"`
+				} `json:"valueCoding"`
+			} `json:"extension"`
+		} `json:"_type"`
 	} `json:"channel"`
 }
 
@@ -79,6 +111,14 @@ func decodeSpec(r fhir.Resource) (*spec, error) {
 	for _, e := range v.Channel.Extension {
 		if e.URL == SecretExtension {
 			s.Secret = []byte(e.ValueString)
+		}
+	}
+	for _, e := range v.Channel.TypeElement.Extension {
+		if e.URL == ChannelTypeExtension && e.ValueCoding != nil {
+			s.Channel = e.ValueCoding.System + "|" + e.ValueCoding.Code
+			if e.ValueCoding.System == ChannelTypeSystem {
+				s.Channel = e.ValueCoding.Code
+			}
 		}
 	}
 	return s, nil
@@ -106,11 +146,18 @@ func (h *Hub) validate(ctx context.Context, s *spec) error {
 		return fmt.Errorf("criteria %q: %s", s.Criteria, diagnostics(err))
 	}
 	s.Type, s.Clauses = typ, clauses
-	if s.Channel != "rest-hook" {
-		return fmt.Errorf("channel type %q is not supported yet: this server delivers rest-hook only", s.Channel)
-	}
-	if err := h.policy.check(s.Endpoint); err != nil {
-		return err
+	switch s.Channel {
+	case ChannelRestHook:
+		if err := h.policy.check(s.Endpoint); err != nil {
+			return err
+		}
+	case ChannelNATS:
+		subj, ok := strings.CutPrefix(s.Endpoint, natsScheme)
+		if !ok || !strings.HasPrefix(subj, OutSubjectPrefix) || !validSubject(subj) {
+			return fmt.Errorf("channel.endpoint %q: the nats channel needs nats:%s<name>, a NATS subject without wildcards or spaces", s.Endpoint, OutSubjectPrefix)
+		}
+	default:
+		return fmt.Errorf("channel type %q is not supported: use rest-hook, or the nats channel (extension %s, Coding %s|%s)", s.Channel, ChannelTypeExtension, ChannelTypeSystem, ChannelNATS)
 	}
 	if s.Payload != "" {
 		mt, _, err := mime.ParseMediaType(s.Payload)
@@ -153,6 +200,25 @@ func validHeaderName(s string) bool {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
 			return false
+		}
+	}
+	return true
+}
+
+// validSubject reports whether s is a literal NATS subject: dot-separated
+// non-empty tokens of printable characters, no wildcards.
+func validSubject(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c <= ' ' || c >= 0x7f || c == '*' || c == '>' {
+				return false
+			}
 		}
 	}
 	return true

@@ -311,7 +311,7 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 			len(missing), len(expected), time.Since(waitStart).Round(time.Second), time.Since(killedAt).Round(time.Second), sb.String())
 		st, _ := consumerStates(js)
 		t.Logf("NATS consumers now:%s", st)
-		t.Logf("what each subscription received, in order:%s", hooks.describe())
+		t.Logf("what each subscription received, in order (#arrival:event:resource@time since the kill):%s", hooks.describe(killedAt))
 		t.FailNow()
 	}
 	t.Logf("all %d notifications arrived %s after the burst, %s after the kill", len(expected),
@@ -390,7 +390,7 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("what each subscription received, in order:%s", hooks.describe())
+		t.Logf("what each subscription received, in order (#arrival:event:resource@time since the kill):%s", hooks.describe(killedAt))
 	}
 	t.Logf("total %s", time.Since(started).Round(time.Millisecond))
 }
@@ -479,8 +479,9 @@ func (h *hookRecorder) missing(expected map[noteKey]bool) []noteKey {
 	return out
 }
 
-// describe lists what each subscription received, in arrival order.
-func (h *hookRecorder) describe() string {
+// describe lists what each subscription received, in arrival order:
+// #arrival:event:resource@time since ref.
+func (h *hookRecorder) describe(ref time.Time) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	by := map[string][]string{}
@@ -489,7 +490,7 @@ func (h *hookRecorder) describe() string {
 		if _, ok := by[n.sub]; !ok {
 			ids = append(ids, n.sub)
 		}
-		by[n.sub] = append(by[n.sub], fmt.Sprintf("#%d:%d:%s", n.n, n.event, strings.TrimPrefix(n.resource, "Observation/")))
+		by[n.sub] = append(by[n.sub], fmt.Sprintf("#%d:%d:%s@%+.2fs", n.n, n.event, strings.TrimPrefix(n.resource, "Observation/"), n.at.Sub(ref).Seconds()))
 	}
 	sort.Strings(ids)
 	var sb strings.Builder
