@@ -46,6 +46,9 @@ type Capabilities struct {
 	SystemSearchParams []SearchParamCapability
 	// Operations are the system-level operations ($export, say).
 	Operations []OperationCapability
+	// WebSocketURL, when set, is where clients bind R4 websocket
+	// Subscriptions (the capabilitystatement-websocket extension on rest).
+	WebSocketURL string
 }
 
 // ResourceCapability is what the server does with one resource type.
@@ -158,6 +161,9 @@ func (c Capabilities) JSON() ([]byte, error) {
 		st.Implementation.Description = strings.TrimSpace(c.SoftwareName + " FHIR server")
 	}
 	r := rest{Mode: "server", Documentation: c.Documentation}
+	if c.WebSocketURL != "" {
+		r.Extension = []extension{{URL: websocketExtension, ValueURI: c.WebSocketURL}}
+	}
 	if c.ConditionalNote != "" {
 		r.Documentation = strings.TrimSpace(r.Documentation + "\n\n" + c.ConditionalNote)
 	}
@@ -274,6 +280,8 @@ func renderOperations(ops []OperationCapability) []operation {
 }
 
 // oauthURIs is the SMART extension carrying the OAuth endpoints.
+const websocketExtension = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+
 const oauthURIs = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 func renderSecurity(s *SecurityCapability) *security {
@@ -336,6 +344,7 @@ type (
 		URL         string `json:"url,omitempty"`
 	}
 	rest struct {
+		Extension     []extension   `json:"extension,omitempty"`
 		Mode          string        `json:"mode"`
 		Documentation string        `json:"documentation,omitempty"`
 		Security      *security     `json:"security,omitempty"`

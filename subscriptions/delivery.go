@@ -93,6 +93,9 @@ func (e *deliveryError) Error() string {
 // post sends one notification: a POST to the endpoint, with the version as
 // the body when the subscription asks for a payload (none for a deletion).
 func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
+	if s.Channel == ChannelWebSocket {
+		return h.pingWebSocket(s, strconv.FormatInt(job.Seq, 10))
+	}
 	var body []byte
 	if s.Payload != "" && !job.Deleted() {
 		if body = h.bodies.get(bodyKey(job.Type, job.ID, job.Version)); body == nil {

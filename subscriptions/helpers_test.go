@@ -122,6 +122,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.verifier != nil {
 		e.api.Verifier = o.verifier
 	}
+	// The websocket endpoint is served by the last hub: with two, pings
+	// cross from the replica that delivers to the one the client is on.
+	e.api.WebSocket = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.hubs[len(e.hubs)-1].WebSocket().ServeHTTP(w, r)
+	})
 	hs := httptest.NewServer(e.api.Handler())
 	t.Cleanup(hs.Close)
 	e.base = hs.URL + rest.BasePath

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -313,12 +314,6 @@ func TestInvalidSubscriptions(t *testing.T) {
 			}
 		})
 	}
-	t.Run("Websocket", func(t *testing.T) {
-		e.put("", "Subscription", "ws", `{"resourceType":"Subscription","id":"ws","status":"requested","reason":"test","criteria":"Observation?subject=Patient/p1","channel":{"type":"websocket"}}`)
-		if reason := e.waitStatus("ws", StatusError); !strings.Contains(reason, "not supported") {
-			t.Errorf("error %q", reason)
-		}
-	})
 	t.Run("ActiveIsValidatedToo", func(t *testing.T) {
 		// A client cannot skip validation by writing active itself.
 		e.put("", "Subscription", "direct", subscription("direct", "active", "Observation?subject=Patient/p1", "http://10.1.2.3/hook", ""))
@@ -574,5 +569,81 @@ func TestNATSChannel(t *testing.T) {
 		} else if len(m.Data()) != 0 {
 			t.Errorf("the deletion's notification has a body: %s", m.Data())
 		}
+	}
+}
+
+// The R4 websocket channel: bind, bound, one ping per notification, across
+// replicas (the client is on the second hub).
+func TestWebSocket(t *testing.T) {
+	e := newEnv(t, envOptions{hubs: 2})
+	e.put("", "Subscription", "ws", `{"resourceType":"Subscription","id":"ws","status":"requested","reason":"test","criteria":"Observation?subject=Patient/p1","channel":{"type":"websocket"}}`)
+	e.waitStatus("ws", StatusActive)
+	rc := newReceiver(t, nil)
+	e.put("", "Subscription", "hook", subscription("hook", "requested", "Observation?subject=Patient/p1", rc.URL, ""))
+	e.waitStatus("hook", StatusActive)
+
+	var caps struct {
+		Rest []struct {
+			Extension []struct{ URL, ValueURI string }
+		}
+	}
+	e.do("GET", "/metadata", "", &caps)
+	wsURL := ""
+	for _, x := range caps.Rest[0].Extension {
+		if x.URL == "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket" {
+			wsURL = x.ValueURI
+		}
+	}
+	if want := "ws" + strings.TrimPrefix(e.base, "http") + "/websocket"; wsURL != want {
+		t.Fatalf("CapabilityStatement websocket %q, want %q", wsURL, want)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	say := func(msg string) {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hear := func() string {
+		t.Helper()
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	say("bind nope")
+	if got := hear(); got != "error nope no such Subscription" {
+		t.Errorf("bind nope: %q", got)
+	}
+	say("bind hook")
+	if got := hear(); got != "error hook not a websocket Subscription" {
+		t.Errorf("bind hook: %q", got)
+	}
+	say("bind ws")
+	if got := hear(); got != "bound ws" {
+		t.Fatalf("bind ws: %q", got)
+	}
+	for i := range 3 {
+		e.put("", "Observation", fmt.Sprintf("o%d", i), observation(fmt.Sprintf("o%d", i), "p1", "x"))
+	}
+	e.put("", "Observation", "other", observation("other", "p2", "x"))
+	for i := range 3 {
+		if got := hear(); got != "ping ws" {
+			t.Errorf("message %d: %q, want ping ws", i, got)
+		}
+	}
+	// The rest-hook subscription saw the same three: nothing more is due.
+	rc.waitCount(t, 3)
+	qctx, qcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer qcancel()
+	if _, b, err := c.Read(qctx); err == nil {
+		t.Errorf("a fourth message: %q", b)
 	}
 }

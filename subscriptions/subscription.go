@@ -151,13 +151,17 @@ func (h *Hub) validate(ctx context.Context, s *spec) error {
 		if err := h.policy.check(s.Endpoint); err != nil {
 			return err
 		}
+	case ChannelWebSocket:
+		// The client connects to the server; endpoint, payload, header
+		// and the signing secret are not used.
+		return nil
 	case ChannelNATS:
 		subj, ok := strings.CutPrefix(s.Endpoint, natsScheme)
 		if !ok || !strings.HasPrefix(subj, OutSubjectPrefix) || !validSubject(subj) {
 			return fmt.Errorf("channel.endpoint %q: the nats channel needs nats:%s<name>, a NATS subject without wildcards or spaces", s.Endpoint, OutSubjectPrefix)
 		}
 	default:
-		return fmt.Errorf("channel type %q is not supported: use rest-hook, or the nats channel (extension %s, Coding %s|%s)", s.Channel, ChannelTypeExtension, ChannelTypeSystem, ChannelNATS)
+		return fmt.Errorf("channel type %q is not supported: use rest-hook, websocket, or the nats channel (extension %s, Coding %s|%s)", s.Channel, ChannelTypeExtension, ChannelTypeSystem, ChannelNATS)
 	}
 	if s.Payload != "" {
 		mt, _, err := mime.ParseMediaType(s.Payload)

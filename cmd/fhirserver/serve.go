@@ -161,6 +161,17 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	m.listener = ln
+	if m.bus != nil && engine != nil {
+		// The hub starts after the handler is built (openHub) and before
+		// the server serves.
+		api.WebSocket = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if m.hub == nil {
+				http.Error(w, "subscriptions are not running", http.StatusServiceUnavailable)
+				return
+			}
+			m.hub.WebSocket().ServeHTTP(w, r)
+		})
+	}
 	handler, err := m.openAuth(ctx, api, patientLister{svc: svc, engine: engine})
 	if err != nil {
 		_ = ln.Close()

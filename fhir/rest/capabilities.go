@@ -65,6 +65,9 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 		ConditionalNote:    note,
 		Operations:         metaOperations,
 	}
+	if s.WebSocket != nil {
+		caps.WebSocketURL = websocketURL(base)
+	}
 	if s.Verifier != nil {
 		ep := s.AuthEndpoints
 		caps.Security = &conformance.SecurityCapability{
@@ -134,4 +137,12 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 	}
 	s.capCache[key] = b
 	return b, nil
+}
+
+// websocketURL is the ws(s) URL of the websocket endpoint under base.
+func websocketURL(base string) string {
+	if rest, ok := strings.CutPrefix(base, "https://"); ok {
+		return "wss://" + rest + "/websocket"
+	}
+	return "ws://" + strings.TrimPrefix(base, "http://") + "/websocket"
 }

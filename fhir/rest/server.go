@@ -57,6 +57,11 @@ type Server struct {
 	AuthEndpoints map[string]string
 
 	metrics  *metrics
+	// WebSocket, when set, serves GET [base]/websocket, after
+	// authentication (the caller's smart.Access is in the request's
+	// context): the R4 websocket channel of Subscriptions.
+	WebSocket http.Handler
+
 	handler  http.Handler // what Handler returned: bundles dispatch entries to it
 	capMu    sync.Mutex
 	capCache map[string][]byte
@@ -116,6 +121,13 @@ func (s *Server) Handler() http.Handler {
 	}
 	g := e.Group(BasePath, s.negotiate, s.authenticate)
 	g.GET("/metadata", s.capabilities)
+	if s.WebSocket != nil {
+		g.GET("/websocket", func(c echo.Context) error {
+			setInteraction(c, "websocket")
+			s.WebSocket.ServeHTTP(c.Response(), c.Request())
+			return nil
+		})
+	}
 	g.GET("", s.searchSystem)
 	g.POST("/_search", s.searchSystem)
 	g.POST("", s.bundle)
