@@ -54,6 +54,9 @@ type Capabilities struct {
 // ResourceCapability is what the server does with one resource type.
 type ResourceCapability struct {
 	Type string
+	// SubscriptionTopics are the canonical URLs of the subscription topics
+	// offered (on Subscription only).
+	SubscriptionTopics []string
 	// Profile defaults to the base definition,
 	// http://hl7.org/fhir/StructureDefinition/<Type>.
 	Profile           string
@@ -236,7 +239,12 @@ func (c Capabilities) check() error {
 }
 
 func renderResource(rc ResourceCapability) resource {
+	var exts []extension
+	for _, t := range rc.SubscriptionTopics {
+		exts = append(exts, extension{URL: topicCanonicalExtension, ValueCanonical: t})
+	}
 	out := resource{
+		Extension:         exts,
 		Type:              rc.Type,
 		Profile:           rc.Profile,
 		SupportedProfile:  rc.SupportedProfiles,
@@ -280,6 +288,10 @@ func renderOperations(ops []OperationCapability) []operation {
 }
 
 // oauthURIs is the SMART extension carrying the OAuth endpoints.
+// topicCanonicalExtension lists a subscription topic the server offers, on
+// the Subscription resource (Subscriptions Backport IG).
+const topicCanonicalExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+
 const websocketExtension = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
 
 const oauthURIs = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -360,9 +372,10 @@ type (
 		Description string            `json:"description,omitempty"`
 	}
 	extension struct {
-		URL       string      `json:"url"`
-		Extension []extension `json:"extension,omitempty"`
-		ValueURI  string      `json:"valueUri,omitempty"`
+		URL            string      `json:"url"`
+		Extension      []extension `json:"extension,omitempty"`
+		ValueURI       string      `json:"valueUri,omitempty"`
+		ValueCanonical string      `json:"valueCanonical,omitempty"`
 	}
 	codeableConcept struct {
 		Coding []coding `json:"coding"`
@@ -373,6 +386,7 @@ type (
 		Code   string `json:"code"`
 	}
 	resource struct {
+		Extension         []extension   `json:"extension,omitempty"`
 		Type              string        `json:"type"`
 		Profile           string        `json:"profile,omitempty"`
 		SupportedProfile  []string      `json:"supportedProfile,omitempty"`

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -92,40 +91,57 @@ func (e *deliveryError) Error() string {
 
 // post sends one notification: a POST to the endpoint, with the version as
 // the body when the subscription asks for a payload (none for a deletion).
-func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
+func (h *Hub) post(ctx context.Context, s *sub, job notice) error {
 	if s.Channel == ChannelWebSocket {
 		return h.pingWebSocket(s, strconv.FormatInt(job.Seq, 10))
 	}
 	var body []byte
-	if s.Payload != "" && !job.Deleted() {
-		if body = h.bodies.get(bodyKey(job.Type, job.ID, job.Version)); body == nil {
-			r, err := h.Service.Store.VRead(ctx, job.Type, job.ID, job.Version)
-			if err != nil {
-				return fmt.Errorf("read %s/%s version %d: %w", job.Type, job.ID, job.Version, err)
-			}
-			body = r.JSON
-		}
-	}
+	contentType := s.Payload
 	hd := http.Header{}
 	for _, line := range s.Headers {
 		name, value, _ := strings.Cut(line, ":")
 		hd.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	hd.Set(HeaderSubscriptionRef, "Subscription/"+s.ID)
-	hd.Set(HeaderEvent, strconv.FormatInt(job.Seq, 10))
-	if s.Payload != "" {
-		hd.Set(HeaderResource, job.Type+"/"+job.ID+"/_history/"+strconv.FormatInt(job.Version, 10))
-		hd.Set(HeaderOp, string(job.Op))
+	if s.Topic != nil {
+		b, err := h.notificationBundle(ctx, s, job)
+		if err != nil {
+			return fmt.Errorf("build the notification: %w", err)
+		}
+		body = b
+		if contentType == "" {
+			contentType = "application/fhir+json"
+		}
+		if job.kind == kindEvent {
+			hd.Set(HeaderEvent, strconv.FormatInt(job.Seq, 10))
+		}
+	} else {
+		if s.Payload != "" && !job.Deleted() {
+			b, err := h.versionJSON(ctx, job.Change)
+			if err != nil {
+				return fmt.Errorf("read %s/%s version %d: %w", job.Type, job.ID, job.Version, err)
+			}
+			body = b
+		}
+		hd.Set(HeaderEvent, strconv.FormatInt(job.Seq, 10))
+		if s.Payload != "" {
+			hd.Set(HeaderResource, job.Type+"/"+job.ID+"/_history/"+strconv.FormatInt(job.Version, 10))
+			hd.Set(HeaderOp, string(job.Op))
+		}
 	}
 	if len(body) > 0 {
-		hd.Set("Content-Type", s.Payload)
+		hd.Set("Content-Type", contentType)
 	}
 	if s.Secret != nil {
 		ts := strconv.FormatInt(h.now().Unix(), 10)
 		hd.Set(HeaderTimestamp, ts)
 		hd.Set(HeaderSignature, Sign(s.Secret, ts, body))
 	}
-	actx, cancel := context.WithTimeout(ctx, h.AttemptTimeout)
+	timeout := h.AttemptTimeout
+	if s.Timeout > 0 {
+		timeout = min(timeout, time.Duration(s.Timeout)*time.Second)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if s.Channel == ChannelNATS {
 		return h.publishOut(actx, ctx, s, job, hd, body)
@@ -160,9 +176,13 @@ func (h *Hub) post(ctx context.Context, s *sub, job fhir.Change) error {
 // same body, and Nats-Msg-Id <subscription id>/<event>, so a notification
 // delivered again within two minutes is stored once. Delivered once
 // JetStream has stored it.
-func (h *Hub) publishOut(actx, ctx context.Context, s *sub, job fhir.Change, hd http.Header, body []byte) error {
+func (h *Hub) publishOut(actx, ctx context.Context, s *sub, job notice, hd http.Header, body []byte) error {
 	m := &nats.Msg{Subject: outSubject(s.Endpoint), Header: nats.Header(hd), Data: body}
-	_, err := h.Bus.JetStream().PublishMsg(actx, m, jetstream.WithMsgID(s.ID+"/"+strconv.FormatInt(job.Seq, 10)))
+	var opts []jetstream.PublishOpt
+	if job.kind == kindEvent {
+		opts = append(opts, jetstream.WithMsgID(s.ID+"/"+strconv.FormatInt(job.Seq, 10)))
+	}
+	_, err := h.Bus.JetStream().PublishMsg(actx, m, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

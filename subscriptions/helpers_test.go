@@ -127,6 +127,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.api.WebSocket = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.hubs[len(e.hubs)-1].WebSocket().ServeHTTP(w, r)
 	})
+	e.api.SubscriptionTopics = TopicURLs()
+	e.api.SubscriptionStatus = func(ctx context.Context, r fhir.Resource) ([]byte, error) {
+		return e.hubs[0].SubscriptionStatus(ctx, r)
+	}
 	hs := httptest.NewServer(e.api.Handler())
 	t.Cleanup(hs.Close)
 	e.base = hs.URL + rest.BasePath

@@ -38,6 +38,10 @@ type Hub struct {
 	// restriction (authorization off).
 	ReadCheck func(a *smart.Access) func(ctx context.Context, r fhir.Resource) (bool, error)
 
+	// BaseURL is the server's public FHIR base (https://host/fhir), for
+	// the references in notification bundles; relative when empty.
+	BaseURL string
+
 	// Endpoints is the allow-list of rest-hook endpoints (default
 	// DefaultEndpoints: any https URL); see the package documentation.
 	Endpoints []string
@@ -73,6 +77,12 @@ type Hub struct {
 	wg      sync.WaitGroup
 	stats   counters
 	bodies  *bodyCache
+	// topicWhere holds the topics' own conditions, parsed at setup.
+	topicWhere map[string][]search.Clause
+	// events is the bucket of topic-based subscriptions' event counters.
+	events jetstream.KeyValue
+	// counters caches the event counters; the matcher's goroutine only.
+	counters map[string]*counter
 }
 
 // Retry is the delivery retry policy: exponential backoff with full jitter
@@ -164,6 +174,7 @@ func (h *Hub) Open(ctx context.Context) error {
 	}
 	h.reg = newRegistry()
 	h.bodies = newBodyCache(16 << 20)
+	h.counters = map[string]*counter{}
 	h.ready = make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
@@ -334,6 +345,19 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	}
 	h.notify, h.parked, h.changes = notify, parked, changes
 	h.kv.Store(&kv)
+	if err := h.parseTopics(ctx); err != nil {
+		return 0, err
+	}
+	events, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      EventsBucket,
+		Description: "the number of events of each topic-based subscription and the feed position of its last one",
+		Storage:     jetstream.FileStorage,
+		Replicas:    sc.Replicas,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("subscriptions: create the bucket %s: %w", EventsBucket, err)
+	}
+	h.events = events
 	info, err := changes.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("subscriptions: read the stream %s: %w", natsbus.StreamName, err)
@@ -478,6 +502,12 @@ func (h *Hub) consider(ctx context.Context, r fhir.Resource, seq int64) {
 		return
 	}
 	if s.Status == StatusRequested {
+		if s.Topic != nil {
+			// Topic-based: active after a handshake the endpoint accepts,
+			// sent by the replica pinned to the subscription's partition.
+			h.requestHandshake(s.ID, s.Version)
+			return
+		}
 		h.setStatus(ctx, s.ID, s.Version, StatusActive, "")
 		return
 	}
@@ -499,7 +529,7 @@ func (h *Hub) consider(ctx context.Context, r fhir.Resource, seq int64) {
 	}
 	// Parked jobs (from a time in error or off) go out now; at load only
 	// when there are some, not to wake every subscription at each start.
-	if seq == 0 {
+	if seq == 0 && s.Heartbeat == 0 { // heartbeats need the partition's pinned replica to look
 		if has, err := h.hasParked(ctx, s.ID); err != nil || !has {
 			return
 		}

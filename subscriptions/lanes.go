@@ -8,10 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/fhirhub/fhirhub/fhir"
-	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -116,12 +115,13 @@ func (h *Hub) deliver(ctx context.Context, p int) {
 
 // partition is this replica's session on one delivery consumer.
 type partition struct {
-	h     *Hub
-	p     int
-	ctx   context.Context
-	mu    sync.Mutex
-	lanes map[string]*lane
-	wg    sync.WaitGroup
+	h        *Hub
+	p        int
+	ctx      context.Context
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	lastSent map[string]time.Time // when each subscription was last notified (heartbeats)
+	wg       sync.WaitGroup
 }
 
 // consumePartition receives partition p's jobs (only while this replica is
@@ -133,7 +133,8 @@ func (h *Hub) consumePartition(ctx context.Context, p int, c jetstream.Consumer)
 	pctx, cancel := context.WithCancel(ctx)
 	pt := &partition{h: h, p: p, ctx: pctx, lanes: map[string]*lane{}}
 	failed := make(chan error, 1)
-	cc, err := c.Consume(pt.dispatch,
+	var pinned atomic.Bool // messages come only to the pinned replica
+	cc, err := c.Consume(func(m jetstream.Msg) { pinned.Store(true); pt.dispatch(m) },
 		jetstream.PullMaxMessages(256), jetstream.PullExpiry(5*time.Second),
 		jetstream.PullPriorityGroup(deliveryGroup),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -150,6 +151,10 @@ func (h *Hub) consumePartition(ctx context.Context, p int, c jetstream.Consumer)
 	}
 	tick := time.NewTicker(h.timing.laneAckWait / 3)
 	defer tick.Stop()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	pt.lastSent = map[string]time.Time{}
+	start := time.Now()
 loop:
 	for {
 		select {
@@ -159,6 +164,10 @@ loop:
 			break loop
 		case <-tick.C:
 			pt.keepAlive()
+		case now := <-beat.C:
+			if pinned.Load() {
+				pt.heartbeats(now, start)
+			}
 		}
 	}
 	cc.Stop()
@@ -181,6 +190,12 @@ func (pt *partition) dispatch(m jetstream.Msg) {
 	if pt.ctx.Err() != nil {
 		return // left for redelivery
 	}
+	pt.laneLocked(id).push(m, meta.Sequence.Stream)
+}
+
+// laneLocked returns subscription id's lane, starting one if needed; pt.mu
+// is held.
+func (pt *partition) laneLocked(id string) *lane {
 	l := pt.lanes[id]
 	if l == nil {
 		l = &lane{pt: pt, id: id, held: map[uint64]jetstream.Msg{}, signal: make(chan struct{}, 1)}
@@ -188,7 +203,43 @@ func (pt *partition) dispatch(m jetstream.Msg) {
 		pt.wg.Add(1)
 		go l.run()
 	}
-	l.push(m, meta.Sequence.Stream)
+	return l
+}
+
+// heartbeats queues a heartbeat in the lane of every active topic-based
+// subscription of the partition with a heartbeat period that has had no
+// notification for that long. Only the pinned replica sends them; it
+// knows it is pinned once it received a job (a wake or handshake counts).
+func (pt *partition) heartbeats(now, start time.Time) {
+	for _, s := range pt.h.reg.all() {
+		if s.Topic == nil || s.Heartbeat <= 0 || s.Status != StatusActive || partitionOf(s.ID) != pt.p {
+			continue
+		}
+		pt.mu.Lock()
+		last, ok := pt.lastSent[s.ID]
+		if !ok {
+			last = start
+		}
+		if now.Sub(last) >= time.Duration(s.Heartbeat)*time.Second {
+			pt.lastSent[s.ID] = now
+			l := pt.laneLocked(s.ID)
+			l.mu.Lock()
+			l.inbox = append(l.inbox, heldMsg{})
+			l.mu.Unlock()
+			select {
+			case l.signal <- struct{}{}:
+			default:
+			}
+		}
+		pt.mu.Unlock()
+	}
+}
+
+// sent records a notification delivered to subscription id.
+func (pt *partition) sent(id string) {
+	pt.mu.Lock()
+	pt.lastSent[id] = time.Now()
+	pt.mu.Unlock()
 }
 
 // keepAlive tells JetStream that the jobs the lanes hold are in progress.
@@ -357,7 +408,20 @@ func (l *lane) takeInbox(ctx context.Context) error {
 	l.inbox = nil
 	l.mu.Unlock()
 	for i, hm := range in {
+		if hm.msg == nil { // a heartbeat
+			if s := h.reg.get(l.id); s != nil && s.Status == StatusActive && !l.parked && len(l.queue) < laneMaxQueue {
+				l.queue = append(l.queue, hm)
+			}
+			continue
+		}
 		hd := hm.msg.Headers()
+		if hd.Get(HeaderNotification) == kindHandshake {
+			v, _ := strconv.ParseInt(hd.Get(HeaderSubscriptionVersion), 10, 64)
+			h.handshake(ctx, l.id, v)
+			_ = hm.msg.Ack()
+			l.done(hm.seq)
+			continue
+		}
 		if hd.Get(HeaderWake) != "" {
 			_ = hm.msg.Ack()
 			l.done(hm.seq)
@@ -389,6 +453,9 @@ func (l *lane) takeInbox(ctx context.Context) error {
 // park copies a job to FHIR_PARKED, then acknowledges it.
 func (l *lane) park(ctx context.Context, hm heldMsg) error {
 	h := l.pt.h
+	if hm.msg == nil {
+		return nil // a heartbeat is not kept
+	}
 	m := &nats.Msg{Subject: parkedSubject(l.id), Header: hm.msg.Headers()}
 	if _, err := h.Bus.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID("parked/"+l.id+"/"+strconv.FormatUint(hm.seq, 10))); err != nil {
 		return err
@@ -415,7 +482,14 @@ func (l *lane) parkQueue(ctx context.Context) error {
 func (l *lane) deliverHead(ctx context.Context, s *sub) {
 	h := l.pt.h
 	hm := l.queue[0]
-	job, err := natsbus.DecodeChange(hm.msg.Headers(), nil)
+	if hm.msg == nil { // a heartbeat
+		if h.deliverWithRetries(ctx, s, notice{kind: kindHeartbeat}) == failed {
+			l.failedAt = s.Version
+		}
+		l.queue = l.queue[1:]
+		return
+	}
+	job, err := decodeNotice(hm.msg.Headers())
 	if err != nil {
 		_ = hm.msg.TermWithReason(err.Error())
 		l.done(hm.seq)
@@ -424,6 +498,7 @@ func (l *lane) deliverHead(ctx context.Context, s *sub) {
 	}
 	switch h.deliverWithRetries(ctx, s, job) {
 	case delivered:
+		l.pt.sent(l.id)
 		_ = hm.msg.Ack()
 		l.done(hm.seq)
 		l.queue = l.queue[1:]
@@ -452,10 +527,11 @@ func (l *lane) deliverParked(ctx context.Context, s *sub) {
 		}
 		return
 	}
-	job, err := natsbus.DecodeChange(raw.Header, nil)
+	job, err := decodeNotice(raw.Header)
 	if err == nil {
 		switch h.deliverWithRetries(ctx, s, job) {
 		case delivered:
+			l.pt.sent(l.id)
 		case failed:
 			l.failedAt = s.Version
 			return
@@ -501,7 +577,7 @@ const (
 )
 
 // deliverWithRetries posts one notification, retrying with backoff.
-func (h *Hub) deliverWithRetries(ctx context.Context, s *sub, job fhir.Change) outcome {
+func (h *Hub) deliverWithRetries(ctx context.Context, s *sub, job notice) outcome {
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		err := h.post(ctx, s, job)
@@ -529,4 +605,55 @@ func (h *Hub) deliverWithRetries(ctx context.Context, s *sub, job fhir.Change) o
 	h.logger().Warn("subscriptions: delivery failed; the subscription goes to error", "id", s.ID, "seq", job.Seq, "reason", reason)
 	h.fail(ctx, s.ID, reason)
 	return failed
+}
+
+// requestHandshake queues the handshake of a requested topic-based
+// Subscription version; the message id makes the replicas' requests one.
+func (h *Hub) requestHandshake(id string, version int64) {
+	hd := nats.Header{}
+	hd.Set(HeaderSubscription, id)
+	hd.Set(HeaderNotification, kindHandshake)
+	hd.Set(HeaderSubscriptionVersion, strconv.FormatInt(version, 10))
+	m := &nats.Msg{Subject: NotifySubject(id), Header: hd}
+	if _, err := h.Bus.JetStream().PublishMsgAsync(m, jetstream.WithMsgID("handshake/"+id+"/"+strconv.FormatInt(version, 10))); err != nil {
+		h.logger().Warn("subscriptions: queue a handshake", "id", id, "err", err)
+	}
+}
+
+// handshakeAttempts bounds the attempts of a handshake.
+const handshakeAttempts = 3
+
+// handshake sends the handshake of Subscription id at version, if it is
+// still that version and requested, and sets it active when the endpoint
+// accepts it, error when not.
+func (h *Hub) handshake(ctx context.Context, id string, version int64) {
+	r, err := h.Service.Store.Read(ctx, "Subscription", id)
+	if err != nil || r.Deleted() || r.Version != version {
+		return
+	}
+	sp, err := decodeSpec(r)
+	if err != nil || sp.Status != StatusRequested {
+		return
+	}
+	if problem := h.validate(ctx, sp); problem != nil {
+		h.setStatus(ctx, id, version, StatusError, problem.Error())
+		return
+	}
+	s := &sub{spec: sp}
+	var lastErr error
+	for attempt := 1; attempt <= handshakeAttempts; attempt++ {
+		if lastErr = h.post(ctx, s, notice{kind: kindHandshake}); lastErr == nil {
+			h.setStatus(ctx, id, version, StatusActive, "")
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt < handshakeAttempts {
+			if sleep(ctx, min(h.Retry.Initial<<(attempt-1), h.Retry.Max)) != nil {
+				return
+			}
+		}
+	}
+	h.setStatus(ctx, id, version, StatusError, fmt.Sprintf("handshake failed: %s", lastErr))
 }

@@ -2,6 +2,7 @@ package subscriptions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -162,6 +163,7 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 			if err == nil {
 				break
 			}
+			clear(h.counters) // the retry numbers events from the bucket again
 			if ctx.Err() != nil {
 				for _, m := range batch {
 					_ = m.Nak() // in feed order, before what was prefetched
@@ -204,6 +206,7 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 	}
 	var futures []jetstream.PubAckFuture
 	var matchedN uint64
+	moved := map[string]*counter{}
 	for _, msg := range batch {
 		ch, err := natsbus.DecodeChange(msg.Headers(), msg.Data())
 		if err != nil {
@@ -215,7 +218,19 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 		for _, s := range matched {
-			f, err := h.publishJob(s, ch)
+			var number int64
+			if s.Topic != nil {
+				c, err := h.counterOf(ctx, s.ID)
+				if err != nil {
+					return err
+				}
+				if ch.Seq > c.seq { // else matched again after a crash: the job is a duplicate
+					c.n, c.seq = c.n+1, ch.Seq
+					moved[s.ID] = c
+				}
+				number = c.n
+			}
+			f, err := h.publishJob(s, ch, number)
 			if err != nil {
 				return err
 			}
@@ -234,6 +249,9 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if err := h.saveCounters(ctx, moved); err != nil {
+		return err
 	}
 	h.stats.changes.Add(uint64(len(batch)))
 	h.stats.matched.Add(matchedN)
@@ -282,9 +300,30 @@ func (h *Hub) matches(ctx context.Context, ch fhir.Change) ([]*sub, error) {
 	}
 	var out []*sub
 	var resolver search.Resolver
+	statusChanged := -1 // unknown yet
 	for _, s := range h.reg.candidates(ch.Type, entries) {
 		if ch.Seq <= s.since {
 			continue
+		}
+		if t := s.Topic; t != nil {
+			if !t.has(ch.Op) {
+				continue
+			}
+			if t.StatusChange {
+				if statusChanged < 0 {
+					changed, err := h.statusChanged(ctx, ch)
+					if err != nil {
+						return nil, err
+					}
+					statusChanged = 0
+					if changed {
+						statusChanged = 1
+					}
+				}
+				if statusChanged == 0 {
+					continue
+				}
+			}
 		}
 		if resolver == nil {
 			resolver = h.Search.Resolver(ctx)
@@ -306,18 +345,108 @@ func (h *Hub) matches(ctx context.Context, ch fhir.Change) ([]*sub, error) {
 	return out, nil
 }
 
+// statusChanged reports whether a created or updated version's status
+// differs from the previous version's.
+func (h *Hub) statusChanged(ctx context.Context, ch fhir.Change) (bool, error) {
+	if ch.Version <= 1 || ch.Op == fhir.OpCreate {
+		return true, nil
+	}
+	prev, err := h.Service.Store.VRead(ctx, ch.Type, ch.ID, ch.Version-1)
+	if errors.Is(err, fhir.ErrNotFound) || (err == nil && prev.Deleted()) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("subscriptions: read %s/%s version %d: %w", ch.Type, ch.ID, ch.Version-1, err)
+	}
+	var a, b struct {
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(prev.JSON, &a)
+	_ = json.Unmarshal(ch.Resource.JSON, &b)
+	return a.Status != b.Status, nil
+}
+
 // Headers of a notification job (and of the change it is about).
 const (
 	HeaderSubscription = "Fhir-Subscription"
+	// HeaderEventNumber is a topic-based subscription's event number.
+	HeaderEventNumber = "Fhir-Event-Number"
 )
+
+// EventsBucket is the KeyValue bucket of topic-based subscriptions' event
+// counters: key the subscription id, value "<events> <feed position of the
+// last>".
+const EventsBucket = "FHIR_SUBSCRIPTION_EVENTS"
+
+// counter is a topic-based subscription's event count as the matcher
+// knows it; rev is the bucket revision it was read at (0: no entry).
+type counter struct {
+	n, seq int64
+	rev    uint64
+}
+
+// counterOf returns subscription id's counter from the matcher's cache or
+// the bucket.
+func (h *Hub) counterOf(ctx context.Context, id string) (*counter, error) {
+	if c := h.counters[id]; c != nil {
+		return c, nil
+	}
+	c, err := h.readCounter(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	h.counters[id] = c
+	return c, nil
+}
+
+// readCounter reads subscription id's counter from the bucket.
+func (h *Hub) readCounter(ctx context.Context, id string) (*counter, error) {
+	c := &counter{}
+	e, err := h.events.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: read the event counter of %s: %w", id, err)
+	}
+	if _, err := fmt.Sscan(string(e.Value()), &c.n, &c.seq); err != nil {
+		return nil, fmt.Errorf("subscriptions: the event counter of %s reads %q", id, e.Value())
+	}
+	c.rev = e.Revision()
+	return c, nil
+}
+
+// saveCounters writes the counters a batch moved; on a conflict (another
+// replica matched meanwhile) the cache is dropped and the batch retried.
+func (h *Hub) saveCounters(ctx context.Context, moved map[string]*counter) error {
+	for id, c := range moved {
+		v := []byte(strconv.FormatInt(c.n, 10) + " " + strconv.FormatInt(c.seq, 10))
+		var rev uint64
+		var err error
+		if c.rev == 0 {
+			rev, err = h.events.Create(ctx, id, v)
+		} else {
+			rev, err = h.events.Update(ctx, id, v, c.rev)
+		}
+		if err != nil {
+			clear(h.counters)
+			return fmt.Errorf("subscriptions: save the event counter of %s: %w", id, err)
+		}
+		c.rev = rev
+	}
+	return nil
+}
 
 // publishJob queues the notification of ch for subscription id, without
 // waiting for the stream to store it. The message id makes a republished
 // job (a change matched again after a crash) a duplicate JetStream drops.
-func (h *Hub) publishJob(s *sub, ch fhir.Change) (jetstream.PubAckFuture, error) {
+func (h *Hub) publishJob(s *sub, ch fhir.Change, number int64) (jetstream.PubAckFuture, error) {
 	id := s.ID
 	hd := nats.Header{}
 	hd.Set(HeaderSubscription, id)
+	if number > 0 {
+		hd.Set(HeaderEventNumber, strconv.FormatInt(number, 10))
+	}
 	hd.Set(HeaderSubscriptionVersion, strconv.FormatInt(s.Version, 10))
 	hd.Set(natsbus.HeaderSeq, strconv.FormatInt(ch.Seq, 10))
 	hd.Set(natsbus.HeaderType, ch.Type)

@@ -57,6 +57,17 @@ func (g *registry) get(id string) *sub {
 	return g.subs[id]
 }
 
+// all lists the deliverable subscriptions.
+func (g *registry) all() []*sub {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]*sub, 0, len(g.subs))
+	for _, s := range g.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
 func (g *registry) len() int {
 	g.mu.RLock()
 	defer g.mu.RUnlock()

@@ -69,22 +69,57 @@ type spec struct {
 	Payload  string   // channel.payload: "" or a JSON media type
 	Headers  []string // channel.header, "Name: value"
 	Secret   []byte   // from SecretExtension; nil when not signed
+
+	// Topic-based (Backport IG): Topic is the topic the criteria names;
+	// nil for an R4 criteria subscription.
+	Topic     *Topic
+	Filters   []string // backport-filter-criteria
+	Content   string   // backport-payload-content: empty, id-only, full-resource
+	Heartbeat int64    // backport-heartbeat-period, seconds (0: none)
+	Timeout   int64    // backport-timeout, seconds (0: the hub's)
+	MaxCount  int64    // backport-max-count
+}
+
+// The Subscriptions Backport IG's extensions.
+const (
+	backportBase         = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+	extFilterCriteria    = backportBase + "backport-filter-criteria"
+	extPayloadContent    = backportBase + "backport-payload-content"
+	extHeartbeatPeriod   = backportBase + "backport-heartbeat-period"
+	extTimeout           = backportBase + "backport-timeout"
+	extMaxCount          = backportBase + "backport-max-count"
+	subscriptionStatusR4 = backportBase + "backport-subscription-status-r4"
+	contentEmpty         = "empty"
+	contentIDOnly        = "id-only"
+	contentFullResource  = "full-resource"
+)
+
+// backportExtension is an extension of the Backport IG's shapes.
+type backportExtension struct {
+	URL              string `json:"url"`
+	ValueString      string `json:"valueString"`
+	ValueCode        string `json:"valueCode"`
+	ValueUnsignedInt *int64 `json:"valueUnsignedInt"`
+	ValuePositiveInt *int64 `json:"valuePositiveInt"`
 }
 
 // subscriptionJSON is the part of a Subscription resource the hub uses.
 type subscriptionJSON struct {
-	Status   string `json:"status"`
-	Error    string `json:"error"`
-	Criteria string `json:"criteria"`
-	Channel  struct {
-		Type      string   `json:"type"`
-		Endpoint  string   `json:"endpoint"`
-		Payload   string   `json:"payload"`
-		Header    []string `json:"header"`
-		Extension []struct {
-			URL         string `json:"url"`
-			ValueString string `json:"valueString"`
-		} `json:"extension"`
+	Status          string `json:"status"`
+	Error           string `json:"error"`
+	Criteria        string `json:"criteria"`
+	CriteriaElement struct {
+		Extension []backportExtension `json:"extension"`
+	} `json:"_criteria"`
+	Channel struct {
+		PayloadElement struct {
+			Extension []backportExtension `json:"extension"`
+		} `json:"_payload"`
+		Type        string              `json:"type"`
+		Endpoint    string              `json:"endpoint"`
+		Payload     string              `json:"payload"`
+		Header      []string            `json:"header"`
+		Extension   []backportExtension `json:"extension"`
 		TypeElement struct {
 			Extension []struct {
 				URL         string `json:"url"`
@@ -109,8 +144,32 @@ func decodeSpec(r fhir.Resource) (*spec, error) {
 		Headers: v.Channel.Header,
 	}
 	for _, e := range v.Channel.Extension {
-		if e.URL == SecretExtension {
+		switch {
+		case e.URL == SecretExtension:
 			s.Secret = []byte(e.ValueString)
+		case e.URL == extHeartbeatPeriod && e.ValueUnsignedInt != nil:
+			s.Heartbeat = *e.ValueUnsignedInt
+		case e.URL == extTimeout && e.ValueUnsignedInt != nil:
+			s.Timeout = *e.ValueUnsignedInt
+		case e.URL == extMaxCount && e.ValuePositiveInt != nil:
+			s.MaxCount = *e.ValuePositiveInt
+		}
+	}
+	if strings.HasPrefix(s.Criteria, "http://") || strings.HasPrefix(s.Criteria, "https://") {
+		s.Topic = topicByURL(s.Criteria)
+		if s.Topic == nil {
+			s.Topic = &Topic{URL: s.Criteria} // unknown: validate says so
+		}
+		s.Content = contentEmpty
+		for _, e := range v.CriteriaElement.Extension {
+			if e.URL == extFilterCriteria && strings.TrimSpace(e.ValueString) != "" {
+				s.Filters = append(s.Filters, strings.TrimSpace(e.ValueString))
+			}
+		}
+		for _, e := range v.Channel.PayloadElement.Extension {
+			if e.URL == extPayloadContent {
+				s.Content = e.ValueCode
+			}
 		}
 	}
 	for _, e := range v.Channel.TypeElement.Extension {
@@ -133,19 +192,41 @@ func (h *Hub) validate(ctx context.Context, s *spec) error {
 	if s.Criteria == "" {
 		return fmt.Errorf("criteria is missing")
 	}
-	typ, query, _ := strings.Cut(s.Criteria, "?")
-	if h.Service.Validator != nil && !h.Service.Validator.KnownType(typ) {
-		return fmt.Errorf("criteria %q: %q is not a resource type", s.Criteria, typ)
+	if s.Topic != nil {
+		if s.Topic.Resource == "" {
+			return fmt.Errorf("criteria %q is not a topic of this server (GET [base]/metadata lists them)", s.Criteria)
+		}
+		clauses, err := h.topicClauses(ctx, s)
+		if err != nil {
+			return err
+		}
+		s.Type, s.Clauses = s.Topic.Resource, clauses
+		switch s.Content {
+		case contentEmpty, contentIDOnly, contentFullResource:
+		default:
+			return fmt.Errorf("payload content %q: use empty, id-only or full-resource (extension %s)", s.Content, extPayloadContent)
+		}
+		if s.Heartbeat < 0 || s.Timeout < 0 {
+			return fmt.Errorf("heartbeat period and timeout are numbers of seconds")
+		}
+		if s.Channel == ChannelWebSocket {
+			return fmt.Errorf("topic-based subscriptions use rest-hook or the nats channel; the R4 websocket channel pings criteria subscriptions only")
+		}
+	} else {
+		typ, query, _ := strings.Cut(s.Criteria, "?")
+		if h.Service.Validator != nil && !h.Service.Validator.KnownType(typ) {
+			return fmt.Errorf("criteria %q: %q is not a resource type", s.Criteria, typ)
+		}
+		params, err := url.ParseQuery(query)
+		if err != nil {
+			return fmt.Errorf("criteria %q is not a valid query string: %v", s.Criteria, err)
+		}
+		clauses, err := h.Search.FilterClauses(ctx, typ, params)
+		if err != nil {
+			return fmt.Errorf("criteria %q: %s", s.Criteria, diagnostics(err))
+		}
+		s.Type, s.Clauses = typ, clauses
 	}
-	params, err := url.ParseQuery(query)
-	if err != nil {
-		return fmt.Errorf("criteria %q is not a valid query string: %v", s.Criteria, err)
-	}
-	clauses, err := h.Search.FilterClauses(ctx, typ, params)
-	if err != nil {
-		return fmt.Errorf("criteria %q: %s", s.Criteria, diagnostics(err))
-	}
-	s.Type, s.Clauses = typ, clauses
 	switch s.Channel {
 	case ChannelRestHook:
 		if err := h.policy.check(s.Endpoint); err != nil {

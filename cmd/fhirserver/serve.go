@@ -171,6 +171,13 @@ func (m *Main) Open(ctx context.Context) error {
 			}
 			m.hub.WebSocket().ServeHTTP(w, r)
 		})
+		api.SubscriptionTopics = subscriptions.TopicURLs()
+		api.SubscriptionStatus = func(ctx context.Context, r fhir.Resource) ([]byte, error) {
+			if m.hub == nil {
+				return nil, fhir.Internal(errors.New("subscriptions are not running"), "subscriptions")
+			}
+			return m.hub.SubscriptionStatus(ctx, r)
+		}
 	}
 	handler, err := m.openAuth(ctx, api, patientLister{svc: svc, engine: engine})
 	if err != nil {
@@ -277,6 +284,7 @@ func (m *Main) openHub(ctx context.Context, svc *fhir.Service, engine *search.En
 	}
 	hub := subscriptions.New(svc, engine, m.bus)
 	hub.Logger = m.Logger
+	hub.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	hub.Endpoints = cfg.SubscriptionEndpoints
 	if len(hub.Endpoints) == 0 {
 		hub.Endpoints = subscriptions.DefaultEndpoints

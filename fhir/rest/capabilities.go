@@ -112,6 +112,11 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 		if s.Search != nil && typ == "Patient" {
 			rc.Operations = []conformance.OperationCapability{everythingOperation}
 		}
+		if typ == "Subscription" && s.SubscriptionStatus != nil {
+			rc.SubscriptionTopics = s.SubscriptionTopics
+			rc.Operations = append(rc.Operations, conformance.OperationCapability{Name: "status",
+				Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"})
+		}
 		if s.Search != nil {
 			rc.SearchInclude, rc.SearchRevInclude = []string{"*"}, []string{"*"}
 			for _, p := range s.Search.Registry.Params(typ) {

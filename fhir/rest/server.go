@@ -56,11 +56,17 @@ type Server struct {
 	// manage; absolute URLs).
 	AuthEndpoints map[string]string
 
-	metrics  *metrics
+	metrics *metrics
 	// WebSocket, when set, serves GET [base]/websocket, after
 	// authentication (the caller's smart.Access is in the request's
 	// context): the R4 websocket channel of Subscriptions.
 	WebSocket http.Handler
+
+	// SubscriptionStatus, when set, answers GET
+	// [base]/Subscription/<id>/$status for a Subscription version the
+	// caller may read; SubscriptionTopics are advertised on Subscription.
+	SubscriptionStatus func(ctx context.Context, r fhir.Resource) ([]byte, error)
+	SubscriptionTopics []string
 
 	handler  http.Handler // what Handler returned: bundles dispatch entries to it
 	capMu    sync.Mutex
@@ -121,6 +127,14 @@ func (s *Server) Handler() http.Handler {
 	}
 	g := e.Group(BasePath, s.negotiate, s.authenticate)
 	g.GET("/metadata", s.capabilities)
+	if s.SubscriptionStatus != nil {
+		g.GET("/Subscription/:id/$status", s.subscriptionStatus)
+		g.GET("/Subscription/:id/$events", func(c echo.Context) error {
+			setInteraction(c, "operation")
+			return &fhir.Error{Status: http.StatusNotImplemented, Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueNotSupported,
+				Diagnostics: "$events is not supported: delivered events are not kept; use $status for the event count and search for the resources"}}}
+		})
+	}
 	if s.WebSocket != nil {
 		g.GET("/websocket", func(c echo.Context) error {
 			setInteraction(c, "websocket")
@@ -251,3 +265,27 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
+
+// subscriptionStatus answers $status: the Subscription is read as a read
+// would be (scopes, compartment), then rendered by SubscriptionStatus.
+func (s *Server) subscriptionStatus(c echo.Context) error {
+	setInteraction(c, "operation")
+	ctx, id := c.Request().Context(), c.Param("id")
+	if err := s.permit(ctx, "Subscription", smart.PermRead, "read"); err != nil {
+		return err
+	}
+	r, err := s.Service.Read(ctx, "Subscription", id)
+	if r.Version > 0 {
+		if err := s.mustSee(ctx, r, smart.PermRead, func() error { return fhir.NotFound("Subscription/%s does not exist", id) }); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	b, err := s.SubscriptionStatus(ctx, r)
+	if err != nil {
+		return err
+	}
+	return write(c, http.StatusOK, b)
+}
