@@ -601,4 +601,8 @@ func (h *Hub) dropQueue(ctx context.Context, id string) {
 	if err := h.parked.Purge(ctx, jetstream.WithPurgeSubject(parkedSubject(id))); err != nil {
 		h.logger().Warn("subscriptions: purge a subscription's parked jobs", "id", id, "err", err)
 	}
+	// A Subscription created again under the id counts its events anew.
+	if err := h.events.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		h.logger().Warn("subscriptions: delete a subscription's event counter", "id", id, "err", err)
+	}
 }

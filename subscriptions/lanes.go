@@ -418,6 +418,12 @@ func (l *lane) takeInbox(ctx context.Context) error {
 		if hd.Get(HeaderNotification) == kindHandshake {
 			v, _ := strconv.ParseInt(hd.Get(HeaderSubscriptionVersion), 10, 64)
 			h.handshake(ctx, l.id, v)
+			if ctx.Err() != nil { // cut short: the next pinned replica does it
+				l.mu.Lock()
+				l.inbox = append(in[i:], l.inbox...)
+				l.mu.Unlock()
+				return ctx.Err()
+			}
 			_ = hm.msg.Ack()
 			l.done(hm.seq)
 			continue
