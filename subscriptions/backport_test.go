@@ -203,10 +203,10 @@ func TestBackportEncounterStartEnd(t *testing.T) {
 	enc := func(status, class string) string {
 		return fmt.Sprintf(`{"resourceType":"Encounter","id":"e1","status":%q,"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":%q},"subject":{"reference":"Patient/p1"}}`, status, class)
 	}
-	e.put("", "Encounter", "e1", enc("planned", "AMB"))      // v1: no
-	e.put("", "Encounter", "e1", enc("in-progress", "AMB"))  // v2: start
-	e.put("", "Encounter", "e1", enc("in-progress", "EMER")) // v3: no (status unchanged)
-	e.put("", "Encounter", "e1", enc("finished", "EMER"))    // v4: end
+	e.put("", "Encounter", "e1", enc("planned", "AMB"))                                                                                                                                                                   // v1: no
+	e.put("", "Encounter", "e1", enc("in-progress", "AMB"))                                                                                                                                                               // v2: start
+	e.put("", "Encounter", "e1", enc("in-progress", "EMER"))                                                                                                                                                              // v3: no (status unchanged)
+	e.put("", "Encounter", "e1", enc("finished", "EMER"))                                                                                                                                                                 // v4: end
 	e.put("", "Encounter", "e2", `{"resourceType":"Encounter","id":"e2","status":"in-progress","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p2"}}`) // another patient
 	var events []string
 	waitFor(t, 15*time.Second, func() error {

@@ -137,9 +137,15 @@
 //
 // A replica that stops (or dies) keeps its pin until it times out (40 s);
 // what its lanes held is redelivered after AckWait (30 s), so the next
-// replica gets those jobs before newer ones. A replica that closes gives
-// back what its lanes hold, in order. A redelivered job the lane already
-// holds is ignored; one it already delivered is acknowledged again. A job
+// replica gets those jobs before newer ones, though not in order among
+// themselves (JetStream rotates a pinned consumer's redelivery queue while
+// the old pin waits to time out). A lane therefore keeps its queue sorted
+// by stream sequence and lets a redelivered job go only when no older job
+// of its subscription is left in FHIR_NOTIFY (work-queue retention: what is
+// there is unacknowledged); one already acknowledged is acknowledged again
+// and dropped. The matcher likewise, on a redelivered change, first gathers
+// every change the consumer has unacknowledged (ConsumerInfo.NumAckPending)
+// and sorts them. A replica that closes gives back what its lanes hold. A job
 // being posted when its replica dies is posted again by the next one
 // (at-least-once).
 //

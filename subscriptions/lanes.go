@@ -190,7 +190,7 @@ func (pt *partition) dispatch(m jetstream.Msg) {
 	if pt.ctx.Err() != nil {
 		return // left for redelivery
 	}
-	pt.laneLocked(id).push(m, meta.Sequence.Stream)
+	pt.laneLocked(id).push(m, meta.Sequence.Stream, meta.NumDelivered > 1)
 }
 
 // laneLocked returns subscription id's lane, starting one if needed; pt.mu
@@ -267,12 +267,12 @@ type lane struct {
 	mu     sync.Mutex
 	inbox  []heldMsg                // arrived, not yet taken by run
 	held   map[uint64]jetstream.Msg // every job taken in and not yet acknowledged, by stream sequence
-	top    uint64                   // the highest stream sequence taken in
 	signal chan struct{}            // something arrived
 
 	// Owned by run.
 	queue  []heldMsg // jobs to deliver, in order
 	parked bool      // FHIR_PARKED holds jobs of this subscription
+	beat   bool      // a heartbeat is due
 	// failedAt is the Subscription version whose deliveries ran out of
 	// attempts: the lane takes it as not active (the registry learns of
 	// the error a moment later) until a newer version.
@@ -280,24 +280,24 @@ type lane struct {
 }
 
 type heldMsg struct {
-	msg jetstream.Msg
+	msg jetstream.Msg // nil: a heartbeat (in the inbox only)
 	seq uint64
+	// redelivered: delivered before, to this replica or one that
+	// stopped. Redeliveries come before any new job, but not in order
+	// among themselves (JetStream rotates a pinned consumer's redelivery
+	// queue while the pin waits to time out).
+	redelivered bool
 }
 
-// push takes a job in; a redelivery of one held is ignored, one of a job
-// already acknowledged or parked is acknowledged again.
-func (l *lane) push(m jetstream.Msg, seq uint64) {
+// push takes a job in; a redelivery of one held is ignored.
+func (l *lane) push(m jetstream.Msg, seq uint64, redelivered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if seq <= l.top {
-		if _, ok := l.held[seq]; !ok {
-			_ = m.Ack()
-		}
+	if _, ok := l.held[seq]; ok {
 		return
 	}
-	l.top = seq
 	l.held[seq] = m
-	l.inbox = append(l.inbox, heldMsg{m, seq})
+	l.inbox = append(l.inbox, heldMsg{msg: m, seq: seq, redelivered: redelivered})
 	select {
 	case l.signal <- struct{}{}:
 	default:
@@ -337,16 +337,34 @@ func (l *lane) run() {
 		}
 		s := h.reg.get(l.id)
 		active := s != nil && s.Status == StatusActive && s.Version > l.failedAt
+		if len(l.queue) > laneMaxQueue {
+			l.parked = true // the queue goes to FHIR_PARKED, in order, and what follows it
+		}
 		switch {
+		case len(l.queue) > 0 && !l.headReady(ctx):
+			// An older job of this subscription is still to be
+			// redelivered: wait for it.
+			select {
+			case <-ctx.Done():
+			case <-l.signal:
+			case <-time.After(200 * time.Millisecond):
+			}
 		case len(l.queue) > 0 && (l.parked || !active):
 			// Parked jobs come first: what is queued goes after them. And
 			// a subscription no longer active keeps its jobs parked.
-			if err := l.parkQueue(ctx); err != nil && ctx.Err() == nil {
+			if err := l.parkHead(ctx); err != nil && ctx.Err() == nil {
 				h.logger().Warn("subscriptions: park jobs", "id", l.id, "err", err)
 				_ = sleep(ctx, time.Second)
 			}
 		case active && len(l.queue) > 0:
 			l.deliverHead(ctx, s)
+		case active && l.beat && !l.parked:
+			l.beat = false
+			if h.deliverWithRetries(ctx, s, notice{kind: kindHeartbeat}) == failed {
+				l.failedAt = s.Version
+			} else {
+				l.pt.sent(l.id)
+			}
 		case active && l.parked:
 			l.deliverParked(ctx, s)
 		default:
@@ -408,10 +426,8 @@ func (l *lane) takeInbox(ctx context.Context) error {
 	l.inbox = nil
 	l.mu.Unlock()
 	for i, hm := range in {
-		if hm.msg == nil { // a heartbeat
-			if s := h.reg.get(l.id); s != nil && s.Status == StatusActive && !l.parked && len(l.queue) < laneMaxQueue {
-				l.queue = append(l.queue, hm)
-			}
+		if hm.msg == nil { // a heartbeat is due
+			l.beat = true
 			continue
 		}
 		hd := hm.msg.Headers()
@@ -442,15 +458,9 @@ func (l *lane) takeInbox(ctx context.Context) error {
 		case gone:
 			_ = hm.msg.Ack()
 			l.done(hm.seq)
-		case s == nil || s.Status != StatusActive || l.parked || len(l.queue) >= laneMaxQueue:
-			if err := l.park(ctx, hm); err != nil {
-				l.mu.Lock()
-				l.inbox = append(in[i:], l.inbox...)
-				l.mu.Unlock()
-				return err
-			}
 		default:
-			l.queue = append(l.queue, hm)
+			_ = s
+			l.enqueue(hm)
 		}
 	}
 	return nil
@@ -459,9 +469,6 @@ func (l *lane) takeInbox(ctx context.Context) error {
 // park copies a job to FHIR_PARKED, then acknowledges it.
 func (l *lane) park(ctx context.Context, hm heldMsg) error {
 	h := l.pt.h
-	if hm.msg == nil {
-		return nil // a heartbeat is not kept
-	}
 	m := &nats.Msg{Subject: parkedSubject(l.id), Header: hm.msg.Headers()}
 	if _, err := h.Bus.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID("parked/"+l.id+"/"+strconv.FormatUint(hm.seq, 10))); err != nil {
 		return err
@@ -475,12 +482,62 @@ func (l *lane) park(ctx context.Context, hm heldMsg) error {
 // parkQueue parks every queued job, in order.
 func (l *lane) parkQueue(ctx context.Context) error {
 	for len(l.queue) > 0 {
-		if err := l.park(ctx, l.queue[0]); err != nil {
+		if !l.headReady(ctx) {
+			return nil // the run loop waits for the older job, then parks on
+		}
+		if err := l.parkHead(ctx); err != nil {
 			return err
 		}
-		l.queue = l.queue[1:]
 	}
 	return nil
+}
+
+// parkHead parks the first queued job.
+func (l *lane) parkHead(ctx context.Context) error {
+	if err := l.park(ctx, l.queue[0]); err != nil {
+		return err
+	}
+	l.queue = l.queue[1:]
+	return nil
+}
+
+// enqueue inserts a job in stream order (redeliveries may come out of it).
+func (l *lane) enqueue(hm heldMsg) {
+	i := len(l.queue)
+	for i > 0 && l.queue[i-1].seq > hm.seq {
+		i--
+	}
+	l.queue = slices.Insert(l.queue, i, hm)
+}
+
+// headReady reports whether the first queued job may go (delivered or
+// parked): a new job always; a redelivered one when no older job of the
+// subscription is still unacknowledged in FHIR_NOTIFY (work-queue
+// retention: what is there is unacknowledged). A redelivered job already
+// acknowledged is dropped here.
+func (l *lane) headReady(ctx context.Context) bool {
+	for len(l.queue) > 0 {
+		hm := l.queue[0]
+		if !hm.redelivered {
+			return true
+		}
+		h := l.pt.h
+		raw, err := h.notify.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(NotifySubject(l.id)))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && raw.Sequence > hm.seq):
+			_ = hm.msg.Ack() // acknowledged before; the acknowledgement was lost
+			l.done(hm.seq)
+			l.queue = l.queue[1:]
+			continue
+		case err != nil:
+			return false
+		case raw.Sequence < hm.seq:
+			return false
+		}
+		l.queue[0].redelivered = false // it is the oldest: checked
+		return true
+	}
+	return true
 }
 
 // deliverHead delivers the first queued job; on success it is acknowledged,
@@ -488,13 +545,6 @@ func (l *lane) parkQueue(ctx context.Context) error {
 func (l *lane) deliverHead(ctx context.Context, s *sub) {
 	h := l.pt.h
 	hm := l.queue[0]
-	if hm.msg == nil { // a heartbeat
-		if h.deliverWithRetries(ctx, s, notice{kind: kindHeartbeat}) == failed {
-			l.failedAt = s.Version
-		}
-		l.queue = l.queue[1:]
-		return
-	}
 	job, err := decodeNotice(hm.msg.Headers())
 	if err != nil {
 		_ = hm.msg.TermWithReason(err.Error())

@@ -1,10 +1,12 @@
 package subscriptions
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -156,6 +158,9 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 				break more
 			}
 		}
+		if redelivered(batch) {
+			batch = h.settle(ctx, c, msgs, batch)
+		}
 		// A failed batch is retried in place: giving it back would let
 		// newer changes overtake it.
 		for attempt := 0; ; attempt++ {
@@ -180,6 +185,55 @@ func (h *Hub) matchMessages(ctx context.Context, c jetstream.Consumer) error {
 			}
 		}
 	}
+}
+
+// redelivered reports whether a batch holds a change delivered before.
+func redelivered(batch []jetstream.Msg) bool {
+	for _, m := range batch {
+		if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// settle gathers, after a replica stopped, every change the consumer has
+// unacknowledged before matching any: JetStream hands a new pinned replica
+// the changes its predecessor held before any newer one, but not in order
+// among themselves (it rotates a pinned consumer's redelivery queue while
+// the old pin times out). The batch is then sorted by stream sequence.
+func (h *Hub) settle(ctx context.Context, c jetstream.Consumer, msgs <-chan jetstream.Msg, batch []jetstream.Msg) []jetstream.Msg {
+	deadline := time.Now().Add(2 * h.timing.matcherAckWait)
+	n := 0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+	drain:
+		for {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		info, err := c.Info(ctx)
+		if err == nil && info.NumAckPending <= len(batch) {
+			break
+		}
+		_ = sleep(ctx, 100*time.Millisecond)
+		if n++; n%20 == 0 {
+			for _, m := range batch {
+				_ = m.InProgress()
+			}
+		}
+	}
+	seq := func(m jetstream.Msg) uint64 {
+		if meta, err := m.Metadata(); err == nil {
+			return meta.Sequence.Stream
+		}
+		return 0
+	}
+	slices.SortStableFunc(batch, func(a, b jetstream.Msg) int { return cmp.Compare(seq(a), seq(b)) })
+	return batch
 }
 
 // matchBatch handles changes in feed order: it queues their jobs, waits

@@ -26,7 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fhirhub/fhirhub/fhir/mongostore/mongotest"
-		"github.com/fhirhub/fhirhub/subscriptions/natsbus"
+	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 )
 
 // TestSubscriptionReplicasKill: three fhirserver processes share one MongoDB
@@ -34,9 +34,18 @@ import (
 // survives the kill). Three rest-hook Subscriptions are created; a burst of
 // Observations is written round-robin over the replicas, and replica 0 (the
 // first started, most likely the pinned matcher) is killed with SIGKILL a
-// third of the way through. Every change the store holds must then reach
-// every subscription it matches, in feed order, with at most one repeat per
-// subscription (the notification in flight at the kill), and nothing else.
+// third of the way through, while deliveries are in flight. Writes cut by
+// the kill are retried on a live replica.
+//
+// Every Observation version the store holds afterwards (acknowledged or cut
+// by the kill) must reach every subscription it matches, with
+// X-Fhirhub-Event equal to its Fhir-Seq in FHIR_CHANGES, in feed order per
+// subscription, with at most one repeat per subscription (the notification
+// in flight at the kill: at-least-once), and nothing else.
+//
+// On failure it logs what each subscription received (arrival number,
+// event, resource, time since the kill), the durable NATS consumers before
+// the kill and whenever one changed after it, and the replicas' logs.
 func TestSubscriptionReplicasKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("MongoDB (FerretDB) is slow, and the failover takes up to a minute; skipped under -short")
@@ -159,7 +168,7 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 
 	var (
 		wmu       sync.Mutex
-		acked     = map[int]int{}     // Observation index -> acknowledged version
+		acked     = map[int]int{}      // Observation index -> acknowledged version
 		uncertain = map[int][]string{} // index -> failed attempts (the write may or may not have committed)
 		nAcked    atomic.Int32
 	)
@@ -293,8 +302,11 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 	t.Logf("%d notifications expected", len(expected))
 
 	// Wait until every expected notification has arrived.
+	// It stops early when nothing can come any more: every durable consumer
+	// drained (each job is acknowledged only after its POST) and no POST
+	// for 15 s.
 	waitStart := time.Now()
-	lastReport := time.Now()
+	lastReport, lastDrainCheck := time.Now(), time.Now()
 	var missing []noteKey
 	for {
 		missing = hooks.missing(expected)
@@ -303,6 +315,13 @@ func TestSubscriptionReplicasKill(t *testing.T) {
 		}
 		if time.Since(waitStart) > 150*time.Second {
 			break
+		}
+		if time.Since(lastDrainCheck) > time.Second {
+			lastDrainCheck = time.Now()
+			if _, drained := consumerStates(js); drained && time.Since(hooks.last()) > 15*time.Second {
+				t.Logf("%s after the burst: every NATS consumer is drained and nothing was posted for 15s; %d notifications will not come", time.Since(waitStart).Round(time.Second), len(missing))
+				break
+			}
 		}
 		if time.Since(lastReport) > 15*time.Second {
 			t.Logf("%s after the burst: %d notifications still missing", time.Since(waitStart).Round(time.Second), len(missing))
@@ -461,6 +480,16 @@ func (h *hookRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	time.Sleep(h.delay)
 	w.WriteHeader(http.StatusOK)
+}
+
+// last is when the last POST arrived.
+func (h *hookRecorder) last() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.notes) == 0 {
+		return time.Time{}
+	}
+	return h.notes[len(h.notes)-1].at
 }
 
 // missing lists the expected notifications not received yet, sorted.
@@ -784,7 +813,12 @@ func watchConsumers(js jetstream.JetStream, ref time.Time) *consumerTimeline {
 		last := map[string]string{}
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			for _, sn := range []string{natsbus.StreamName, "FHIR_NOTIFY"} {
+			var names []string
+			for n := range js.StreamNames(ctx).Name() {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, sn := range names {
 				st, err := js.Stream(ctx, sn)
 				if err != nil {
 					continue
