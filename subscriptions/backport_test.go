@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -168,8 +169,23 @@ func TestBackportLabResult(t *testing.T) {
 	if got2["type"] != "query-status" || got2["status"] != "active" || got2["events-since-subscription-start"] != "2" {
 		t.Errorf("$status %v", got2)
 	}
-	if code := e.do("GET", "/Subscription/lab/$events", "", nil); code != http.StatusNotImplemented {
-		t.Errorf("$events: %d, want 501", code)
+	// $events: the kept events, in a history Bundle like a notification.
+	for _, tc := range []struct{ query, want string }{
+		{"", "{query-event active 2 https://fhirhub.dev/fhir/SubscriptionTopic/lab-result [1 Observation/a/_history/1 2 Observation/a/_history/2] [POST Observation +resource PUT Observation/a +resource]}"},
+		{"?eventsSinceNumber=2&content=id-only", "{query-event active 2 https://fhirhub.dev/fhir/SubscriptionTopic/lab-result [2 Observation/a/_history/2] [PUT Observation/a]}"},
+		{"?eventsUntilNumber=1&content=empty", "{query-event active 2 https://fhirhub.dev/fhir/SubscriptionTopic/lab-result [1 ] []}"},
+	} {
+		code, body := e.raw("GET", "/Subscription/lab/$events"+tc.query)
+		if code != 200 {
+			t.Errorf("$events%s: %d %s", tc.query, code, body)
+			continue
+		}
+		if got := fmt.Sprint(readBundle(t, body)); got != tc.want {
+			t.Errorf("$events%s:\n%s\nwant\n%s", tc.query, got, tc.want)
+		}
+	}
+	if code, _ := e.raw("GET", "/Subscription/lab/$events?eventsSinceNumber=zero"); code != 400 {
+		t.Errorf("$events with a bad number: %d, want 400", code)
 	}
 	var caps struct {
 		Rest []struct {
@@ -257,4 +273,20 @@ func TestBackportInvalidAndHandshakeFailure(t *testing.T) {
 	if code := e.do("GET", "/Subscription/hs/$status", "", nil); code != 200 {
 		t.Errorf("$status of a subscription in error: %d", code)
 	}
+}
+
+// raw sends a GET with the env's token and returns the status and body.
+func (e *env) raw(method, path string) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.base+path, nil)
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

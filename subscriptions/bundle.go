@@ -5,12 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/fhirhub/fhirhub/fhir"
 	"github.com/fhirhub/fhirhub/subscriptions/natsbus"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The notification types of the Backport IG (SubscriptionStatus.type).
@@ -19,7 +23,20 @@ const (
 	kindHandshake   = "handshake"
 	kindHeartbeat   = "heartbeat"
 	kindQueryStatus = "query-status"
+	kindQueryEvent  = "query-event"
 )
+
+// The event log: every event of a topic-based subscription, kept for
+// $events (limits retention: MaxAge as FHIR_CHANGES, at most
+// eventLogPerSubscription per subscription).
+const (
+	EventLogStream          = "FHIR_EVENTS"
+	eventLogSubjectPrefix   = "fhir.events."
+	eventLogPerSubscription = 10000
+	eventsMaxReturned       = 1000
+)
+
+func eventLogSubject(id string) string { return eventLogSubjectPrefix + id }
 
 // HeaderNotification marks a job that is not an event: handshake.
 const HeaderNotification = "Fhir-Notification"
@@ -57,7 +74,7 @@ func (h *Hub) ref(path string) string {
 
 // statusParameters is the SubscriptionStatus (R4: a Parameters resource
 // of the backport-subscription-status-r4 profile) of s.
-func (h *Hub) statusParameters(s *spec, kind, status string, since int64, ev *notice) map[string]any {
+func (h *Hub) statusParameters(s *spec, kind, status string, since int64, evs []notice) map[string]any {
 	params := []any{
 		map[string]any{"name": "subscription", "valueReference": map[string]any{"reference": h.ref("Subscription/" + s.ID)}},
 		map[string]any{"name": "topic", "valueCanonical": s.Topic.URL},
@@ -65,7 +82,7 @@ func (h *Hub) statusParameters(s *spec, kind, status string, since int64, ev *no
 		map[string]any{"name": "type", "valueCode": kind},
 		map[string]any{"name": "events-since-subscription-start", "valueString": strconv.FormatInt(since, 10)},
 	}
-	if ev != nil {
+	for _, ev := range evs {
 		parts := []any{
 			map[string]any{"name": "event-number", "valueString": strconv.FormatInt(ev.number, 10)},
 			map[string]any{"name": "timestamp", "valueInstant": fhir.FormatInstant(ev.LastUpdated)},
@@ -99,21 +116,40 @@ func (h *Hub) notificationBundle(ctx context.Context, s *sub, n notice) ([]byte,
 		}
 		since = c.n
 	}
-	var ev *notice
+	var evs []notice
 	if n.kind == kindEvent {
-		ev = &n
+		evs = []notice{n}
 	}
 	status := StatusActive
 	if n.kind == kindHandshake {
 		status = StatusRequested
 	}
+	entries, err := h.eventEntries(ctx, s.spec, n.kind, status, since, evs)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "Bundle",
+		"id":           newID(),
+		"type":         "history",
+		"timestamp":    fhir.FormatInstant(h.now()),
+		"entry":        entries,
+	})
+}
+
+// eventEntries are a notification bundle's entries: the SubscriptionStatus
+// then, unless the content is empty, one entry per event.
+func (h *Hub) eventEntries(ctx context.Context, s *spec, kind, status string, since int64, evs []notice) ([]any, error) {
 	entries := []any{map[string]any{
 		"fullUrl":  "urn:uuid:" + newUUID(),
-		"resource": h.statusParameters(s.spec, n.kind, status, since, ev),
+		"resource": h.statusParameters(s, kind, status, since, evs),
 		"request":  map[string]any{"method": "GET", "url": h.ref("Subscription/" + s.ID + "/$status")},
 		"response": map[string]any{"status": "200"},
 	}}
-	if ev != nil && s.Content != contentEmpty {
+	if s.Content == contentEmpty {
+		return entries, nil
+	}
+	for _, ev := range evs {
 		e := map[string]any{"fullUrl": h.ref(ev.Type + "/" + ev.ID)}
 		switch ev.Op {
 		case fhir.OpCreate:
@@ -135,13 +171,7 @@ func (h *Hub) notificationBundle(ctx context.Context, s *sub, n notice) ([]byte,
 		}
 		entries = append(entries, e)
 	}
-	return json.Marshal(map[string]any{
-		"resourceType": "Bundle",
-		"id":           newID(),
-		"type":         "history",
-		"timestamp":    fhir.FormatInstant(h.now()),
-		"entry":        entries,
-	})
+	return entries, nil
 }
 
 // versionJSON is a version's JSON, from the matcher's cache or the store.
@@ -191,6 +221,78 @@ func (h *Hub) SubscriptionStatus(ctx context.Context, r fhir.Resource) ([]byte, 
 			Diagnostics: "Subscription/" + r.ID + " is not topic-based: $status applies to Subscriptions whose criteria is a topic of this server"}}}
 	}
 	return h.queryStatus(ctx, s)
+}
+
+// SubscriptionEvents answers GET [base]/Subscription/<id>/$events for the
+// version r (read and authorized by the caller): a history Bundle with the
+// query-event SubscriptionStatus and the events numbered eventsSinceNumber
+// to eventsUntilNumber (default: all kept, at most 1,000), with the
+// subscription's payload content or the content parameter's.
+func (h *Hub) SubscriptionEvents(ctx context.Context, r fhir.Resource, params url.Values) ([]byte, error) {
+	s, err := decodeSpec(r)
+	if err != nil {
+		return nil, fhir.Internal(err, "subscriptions: read the Subscription")
+	}
+	if s.Topic == nil || s.Topic.Resource == "" {
+		return nil, badRequest("Subscription/" + r.ID + " is not topic-based: $events applies to Subscriptions whose criteria is a topic of this server")
+	}
+	from, until := int64(1), int64(math.MaxInt64)
+	for name, dst := range map[string]*int64{"eventsSinceNumber": &from, "eventsUntilNumber": &until} {
+		if v := params.Get(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				return nil, badRequest(name + " must be a positive integer, not " + strconv.Quote(v))
+			}
+			*dst = n
+		}
+	}
+	if c := params.Get("content"); c != "" {
+		switch c {
+		case contentEmpty, contentIDOnly, contentFullResource:
+			s.Content = c
+		default:
+			return nil, badRequest("content must be empty, id-only or full-resource, not " + strconv.Quote(c))
+		}
+	}
+	c, err := h.readCounter(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	var evs []notice
+	var next uint64
+	for len(evs) < eventsMaxReturned {
+		raw, err := h.eventLog.GetMsg(ctx, next, jetstream.WithGetMsgSubject(eventLogSubject(s.ID)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fhir.Internal(err, "subscriptions: read the event log")
+		}
+		next = raw.Sequence + 1
+		n, err := decodeNotice(raw.Header)
+		if err != nil || n.number < from {
+			continue
+		}
+		if n.number > until {
+			break
+		}
+		evs = append(evs, n)
+	}
+	entries, err := h.eventEntries(ctx, s, kindQueryEvent, s.Status, c.n, evs)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "Bundle",
+		"id":           newID(),
+		"type":         "history",
+		"timestamp":    fhir.FormatInstant(h.now()),
+		"entry":        entries,
+	})
+}
+
+func badRequest(msg string) error {
+	return &fhir.Error{Status: http.StatusBadRequest, Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueInvalid, Diagnostics: msg}}}
 }
 
 func newID() string {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -130,6 +131,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.api.SubscriptionTopics = TopicURLs()
 	e.api.SubscriptionStatus = func(ctx context.Context, r fhir.Resource) ([]byte, error) {
 		return e.hubs[0].SubscriptionStatus(ctx, r)
+	}
+	e.api.SubscriptionEvents = func(ctx context.Context, r fhir.Resource, params url.Values) ([]byte, error) {
+		return e.hubs[0].SubscriptionEvents(ctx, r, params)
 	}
 	hs := httptest.NewServer(e.api.Handler())
 	t.Cleanup(hs.Close)

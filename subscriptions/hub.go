@@ -81,6 +81,8 @@ type Hub struct {
 	topicWhere map[string][]search.Clause
 	// events is the bucket of topic-based subscriptions' event counters.
 	events jetstream.KeyValue
+	// eventLog is the stream of topic-based subscriptions' events.
+	eventLog jetstream.Stream
 	// counters caches the event counters; the matcher's goroutine only.
 	counters map[string]*counter
 }
@@ -345,6 +347,23 @@ func (h *Hub) setup(ctx context.Context) (uint64, error) {
 	}
 	h.notify, h.parked, h.changes = notify, parked, changes
 	h.kv.Store(&kv)
+	eventLog, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              EventLogStream,
+		Description:       "the events of topic-based FHIR subscriptions, for $events, on fhir.events.<id>",
+		Subjects:          []string{eventLogSubjectPrefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxAge:            maxAge,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: eventLogPerSubscription,
+		Replicas:          sc.Replicas,
+		Duplicates:        min(2*time.Minute, maxAge),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("subscriptions: create the stream %s: %w", EventLogStream, err)
+	}
+	h.eventLog = eventLog
 	if err := h.parseTopics(ctx); err != nil {
 		return 0, err
 	}
@@ -600,6 +619,9 @@ func (h *Hub) setStatus(ctx context.Context, id string, version int64, status, r
 func (h *Hub) dropQueue(ctx context.Context, id string) {
 	if err := h.parked.Purge(ctx, jetstream.WithPurgeSubject(parkedSubject(id))); err != nil {
 		h.logger().Warn("subscriptions: purge a subscription's parked jobs", "id", id, "err", err)
+	}
+	if err := h.eventLog.Purge(ctx, jetstream.WithPurgeSubject(eventLogSubject(id))); err != nil {
+		h.logger().Warn("subscriptions: purge a subscription's events", "id", id, "err", err)
 	}
 	// A Subscription created again under the id counts its events anew.
 	if err := h.events.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -131,7 +131,7 @@ type partition struct {
 // was in flight to this one has been redelivered before anything newer.
 func (h *Hub) consumePartition(ctx context.Context, p int, c jetstream.Consumer) error {
 	pctx, cancel := context.WithCancel(ctx)
-	pt := &partition{h: h, p: p, ctx: pctx, lanes: map[string]*lane{}}
+	pt := &partition{h: h, p: p, ctx: pctx, lanes: map[string]*lane{}, lastSent: map[string]time.Time{}}
 	failed := make(chan error, 1)
 	var pinned atomic.Bool // messages come only to the pinned replica
 	cc, err := c.Consume(func(m jetstream.Msg) { pinned.Store(true); pt.dispatch(m) },
@@ -153,7 +153,6 @@ func (h *Hub) consumePartition(ctx context.Context, p int, c jetstream.Consumer)
 	defer tick.Stop()
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
-	pt.lastSent = map[string]time.Time{}
 	start := time.Now()
 loop:
 	for {

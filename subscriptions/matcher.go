@@ -284,6 +284,13 @@ func (h *Hub) matchBatch(ctx context.Context, batch []jetstream.Msg) error {
 				}
 				number = c.n
 			}
+			if s.Topic != nil && moved[s.ID] != nil && moved[s.ID].seq == ch.Seq {
+				f, err := h.logEvent(s.ID, ch, number)
+				if err != nil {
+					return err
+				}
+				futures = append(futures, f)
+			}
 			f, err := h.publishJob(s, ch, number)
 			if err != nil {
 				return err
@@ -512,6 +519,25 @@ func (h *Hub) publishJob(s *sub, ch fhir.Change, number int64) (jetstream.PubAck
 	f, err := h.Bus.JetStream().PublishMsgAsync(m, jetstream.WithMsgID(id+"/"+strconv.FormatInt(ch.Seq, 10)))
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: queue the notification of change %d for Subscription/%s: %w", ch.Seq, id, err)
+	}
+	return f, nil
+}
+
+// logEvent keeps an event of a topic-based subscription for $events.
+func (h *Hub) logEvent(id string, ch fhir.Change, number int64) (jetstream.PubAckFuture, error) {
+	hd := nats.Header{}
+	hd.Set(HeaderSubscription, id)
+	hd.Set(HeaderEventNumber, strconv.FormatInt(number, 10))
+	hd.Set(natsbus.HeaderSeq, strconv.FormatInt(ch.Seq, 10))
+	hd.Set(natsbus.HeaderType, ch.Type)
+	hd.Set(natsbus.HeaderID, ch.ID)
+	hd.Set(natsbus.HeaderVersion, strconv.FormatInt(ch.Version, 10))
+	hd.Set(natsbus.HeaderOp, string(ch.Op))
+	hd.Set(natsbus.HeaderLastUpdated, fhir.FormatInstant(ch.LastUpdated))
+	m := &nats.Msg{Subject: eventLogSubject(id), Header: hd}
+	f, err := h.Bus.JetStream().PublishMsgAsync(m, jetstream.WithMsgID("event/"+id+"/"+strconv.FormatInt(ch.Seq, 10)))
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: log event %d of Subscription/%s: %w", number, id, err)
 	}
 	return f, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -177,6 +178,12 @@ func (m *Main) Open(ctx context.Context) error {
 				return nil, fhir.Internal(errors.New("subscriptions are not running"), "subscriptions")
 			}
 			return m.hub.SubscriptionStatus(ctx, r)
+		}
+		api.SubscriptionEvents = func(ctx context.Context, r fhir.Resource, params url.Values) ([]byte, error) {
+			if m.hub == nil {
+				return nil, fhir.Internal(errors.New("subscriptions are not running"), "subscriptions")
+			}
+			return m.hub.SubscriptionEvents(ctx, r, params)
 		}
 	}
 	handler, err := m.openAuth(ctx, api, patientLister{svc: svc, engine: engine})

@@ -116,6 +116,10 @@ func (s *Server) capabilityStatement(base string) ([]byte, error) {
 			rc.SubscriptionTopics = s.SubscriptionTopics
 			rc.Operations = append(rc.Operations, conformance.OperationCapability{Name: "status",
 				Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"})
+			if s.SubscriptionEvents != nil {
+				rc.Operations = append(rc.Operations, conformance.OperationCapability{Name: "events",
+					Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"})
+			}
 		}
 		if s.Search != nil {
 			rc.SearchInclude, rc.SearchRevInclude = []string{"*"}, []string{"*"}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,9 @@ type Server struct {
 	// caller may read; SubscriptionTopics are advertised on Subscription.
 	SubscriptionStatus func(ctx context.Context, r fhir.Resource) ([]byte, error)
 	SubscriptionTopics []string
+	// SubscriptionEvents answers GET [base]/Subscription/<id>/$events
+	// (501 when nil).
+	SubscriptionEvents func(ctx context.Context, r fhir.Resource, params url.Values) ([]byte, error)
 
 	handler  http.Handler // what Handler returned: bundles dispatch entries to it
 	capMu    sync.Mutex
@@ -129,11 +133,7 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/metadata", s.capabilities)
 	if s.SubscriptionStatus != nil {
 		g.GET("/Subscription/:id/$status", s.subscriptionStatus)
-		g.GET("/Subscription/:id/$events", func(c echo.Context) error {
-			setInteraction(c, "operation")
-			return &fhir.Error{Status: http.StatusNotImplemented, Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueNotSupported,
-				Diagnostics: "$events is not supported: delivered events are not kept; use $status for the event count and search for the resources"}}}
-		})
+		g.GET("/Subscription/:id/$events", s.subscriptionEvents)
 	}
 	if s.WebSocket != nil {
 		g.GET("/websocket", func(c echo.Context) error {
@@ -266,9 +266,25 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
 
-// subscriptionStatus answers $status: the Subscription is read as a read
-// would be (scopes, compartment), then rendered by SubscriptionStatus.
+// subscriptionStatus answers $status, subscriptionEvents $events: the
+// Subscription is read as a read would be (scopes, compartment), then
+// rendered by SubscriptionStatus or SubscriptionEvents.
 func (s *Server) subscriptionStatus(c echo.Context) error {
+	return s.subscriptionOperation(c, func(ctx context.Context, r fhir.Resource) ([]byte, error) { return s.SubscriptionStatus(ctx, r) })
+}
+
+func (s *Server) subscriptionEvents(c echo.Context) error {
+	if s.SubscriptionEvents == nil {
+		setInteraction(c, "operation")
+		return &fhir.Error{Status: http.StatusNotImplemented, Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueNotSupported, Diagnostics: "$events is not supported"}}}
+	}
+	params := c.QueryParams()
+	return s.subscriptionOperation(c, func(ctx context.Context, r fhir.Resource) ([]byte, error) {
+		return s.SubscriptionEvents(ctx, r, params)
+	})
+}
+
+func (s *Server) subscriptionOperation(c echo.Context, render func(context.Context, fhir.Resource) ([]byte, error)) error {
 	setInteraction(c, "operation")
 	ctx, id := c.Request().Context(), c.Param("id")
 	if err := s.permit(ctx, "Subscription", smart.PermRead, "read"); err != nil {
@@ -283,7 +299,7 @@ func (s *Server) subscriptionStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.SubscriptionStatus(ctx, r)
+	b, err := render(ctx, r)
 	if err != nil {
 		return err
 	}
