@@ -341,6 +341,9 @@ func (h *Hub) lastSubscriptionSeq(ctx context.Context) (uint64, error) {
 // it comes after the subscription became deliverable, and the
 // subscription's creator may read it.
 func (h *Hub) matches(ctx context.Context, ch fhir.Change) ([]*sub, error) {
+	if !h.reg.watches(ch.Type) {
+		return nil, nil
+	}
 	judged := ch.Resource
 	if ch.Deleted() {
 		if ch.Version <= 1 {

@@ -125,11 +125,22 @@ func (g *registry) removeLocked(id string) {
 			}
 		}
 	}
+	if len(ti.rest) == 0 && len(ti.byKey) == 0 {
+		delete(g.byType, old.Type)
+	}
 }
 
 // candidates lists the subscriptions on typ that a resource with entries
 // could match: those filed under a key the entries produce, and the
 // fallback list.
+// watches reports whether any subscription is on resources of type typ,
+// so the matcher can skip indexing the others' changes.
+func (g *registry) watches(typ string) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.byType[typ] != nil
+}
+
 func (g *registry) candidates(typ string, entries []fhir.IndexEntry) []*sub {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
