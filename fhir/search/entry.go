@@ -102,17 +102,16 @@ func tokenEntries(it Item, add func(Entry)) {
 			add(Entry{System: str(v, "system"), Code: str(v, "code"), Text: Normalize(str(v, "display"))})
 		case "CodeableConcept":
 			text := Normalize(str(v, "text"))
-			cs := codings(v["coding"])
-			for _, c := range cs {
+			covered := false // a coding's entry carries the concept's text
+			for _, c := range codings(v["coding"]) {
 				t := Normalize(str(c, "display"))
 				if t == "" {
 					t = text
 				}
+				covered = covered || t == text
 				add(Entry{System: str(c, "system"), Code: str(c, "code"), Text: t})
 			}
-			if len(cs) == 0 && text != "" {
-				add(Entry{Text: text})
-			} else if text != "" {
+			if text != "" && !covered {
 				add(Entry{Text: text}) // the concept's own text, for :text
 			}
 		case "Identifier":

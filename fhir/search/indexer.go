@@ -74,8 +74,12 @@ func (ix *Indexer) ParamEntries(p *Param, value map[string]any) ([]fhir.IndexEnt
 	if p.Type != TypeComposite {
 		return entriesFor(p, p.Type, items(col), ix.BaseURL, 0, 0), nil
 	}
+	// A composite value is the tuple of its components: a row lacking one
+	// component has no value (it could never match), so it is not indexed.
 	var out []fhir.IndexEntry
+rows:
 	for g, row := range col {
+		start := len(out)
 		for i, c := range p.Components {
 			cx, err := ix.compile(c.Expression)
 			if err != nil {
@@ -85,7 +89,12 @@ func (ix *Indexer) ParamEntries(p *Param, value map[string]any) ([]fhir.IndexEnt
 			if err != nil {
 				return nil, fmt.Errorf("search: evaluate %s component %d: %w", p.Code, i+1, err)
 			}
-			out = append(out, entriesFor(p, c.Type, items(sub), ix.BaseURL, i+1, g)...)
+			es := entriesFor(p, c.Type, items(sub), ix.BaseURL, i+1, g)
+			if len(es) == 0 {
+				out = out[:start]
+				continue rows
+			}
+			out = append(out, es...)
 		}
 	}
 	return out, nil

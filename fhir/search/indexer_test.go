@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fhirhub/fhirhub/fhir"
 )
 
 // examples reads the official R4 examples (skips when ../shared is absent).
@@ -108,7 +110,11 @@ func TestIndexOfficialExamples(t *testing.T) {
 		{"Observation-example", "date=2016-03-28", true},
 		{"Observation-example", "code-value-quantity=http://loinc.org|29463-7$185", true},
 		{"Observation-example", "code-value-quantity=http://loinc.org|29463-7$200", false},
+		{"Observation-example", "code-value-date:missing=true", true}, // no valueDateTime: no (code, date) tuple
+		{"Observation-example", "code-value-quantity:missing=false", true},
+		{"Observation-example", "code-value-string:missing=false", false},
 		{"Observation-example", "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs", true},
+		{"Observation-example", "category:text=vital signs", true}, // the codings' display
 		{"Observation-example", "status=final", true},
 		{"Encounter-example", "status=in-progress", true},
 		{"Encounter-example", "subject=Patient/example", true},
@@ -180,6 +186,75 @@ func BenchmarkMatch(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if !Match(q.Clauses, "Observation", "example", es, nil) {
 			b.Fatal("no match")
+		}
+	}
+}
+
+// A CodeableConcept's text gets an entry of its own only when no coding's
+// entry carries it already, and a composite row missing a component is not
+// indexed; searches see the same values either way.
+func TestIndexerEntriesNotRepeated(t *testing.T) {
+	reg, err := NewRegistry([]string{"Observation"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &Indexer{Registry: reg}
+	obs := func(text, display string) map[string]any {
+		return map[string]any{
+			"resourceType": "Observation", "id": "o1", "status": "final",
+			"code": map[string]any{"text": text, "coding": []any{
+				map[string]any{"system": "http://loinc.org", "code": "8302-2", "display": display},
+			}},
+			"valueQuantity": map[string]any{"value": json.Number("170"), "system": "http://unitsofmeasure.org", "code": "cm"},
+		}
+	}
+	count := func(es []fhir.IndexEntry, param string) (all, textOnly int) {
+		for _, e := range es {
+			if e.Param == param {
+				all++
+				if e.Code == "" && e.Text != "" {
+					textOnly++
+				}
+			}
+		}
+		return
+	}
+	for _, tt := range []struct {
+		text, display string
+		textOnly      int
+		query         string
+	}{
+		{"Body height", "Body height", 0, "code:text=body h"},
+		{"Height", "Body height", 1, "code:text=heig"},
+		{"Height", "", 0, "code:text=heig"}, // the coding borrows the text
+	} {
+		v := obs(tt.text, tt.display)
+		es, err := ix.Index("Observation", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, n := count(es, "code"); n != tt.textOnly {
+			t.Errorf("text %q display %q: %d text-only entries, want %d", tt.text, tt.display, n, tt.textOnly)
+		}
+		if n, _ := count(es, "code-value-date"); n != 0 {
+			t.Errorf("code-value-date of an Observation without a date: %d entries, want 0", n)
+		}
+		var comps [3]int
+		for _, e := range es {
+			if e.Param == "code-value-quantity" {
+				comps[e.Comp]++
+			}
+		}
+		if comps[1] == 0 || comps[2] != 1 {
+			t.Errorf("code-value-quantity: %d code and %d quantity entries, want some and 1", comps[1], comps[2])
+		}
+		params, _ := url.ParseQuery(tt.query)
+		q, err := reg.Parse("Observation", params, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !Match(q.Clauses, "Observation", "o1", es, nil) {
+			t.Errorf("%s does not match text %q display %q", tt.query, tt.text, tt.display)
 		}
 	}
 }
